@@ -1,0 +1,41 @@
+# The two commands for a new machine: `make run` and `make test` (both set up .venv first).
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+# Python 3.10 is required by TFX 1.16; found on PATH, else in pyenv, else fetched by uv.
+PYTHON310 ?= $(shell command -v python3.10 2>/dev/null || ls $$HOME/.pyenv/versions/3.10*/bin/python3.10 2>/dev/null | tail -n 1)
+UV_VERSION := 0.13.9
+export TF_USE_LEGACY_KERAS := 1
+export PYTHONHASHSEED := 0
+
+RUN_ARGS ?=
+TEST_ARGS ?=
+
+.PHONY: setup run test lock benchmark clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.lock pyproject.toml
+	@if [ ! -x $(PY) ]; then \
+	  if [ -n "$(PYTHON310)" ]; then $(PYTHON310) -m venv $(VENV); \
+	  else python3 -m pip install -q uv==$(UV_VERSION) && python3 -m uv venv --seed --python 3.10 $(VENV); fi; \
+	fi
+	$(PY) -m pip install -q uv==$(UV_VERSION)
+	$(VENV)/bin/uv pip sync -q --python $(PY) requirements.lock
+	$(VENV)/bin/uv pip install -q --python $(PY) --no-deps -e .
+	@touch $@
+
+lock:
+	$(VENV)/bin/uv pip compile -q --python $(PY) requirements.in -o requirements.lock
+
+run: setup
+	$(PY) local_runner.py $(RUN_ARGS)
+
+test: setup
+	$(PY) -m pytest -q $(TEST_ARGS)
+
+benchmark: setup
+	$(PY) -m benchmarks.quality $(RUN_ARGS)
+
+clean:
+	rm -rf out build

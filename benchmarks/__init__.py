@@ -1,0 +1,1 @@
+"""Offline benchmarks: the seed split and the reference baselines the pipeline is compared to."""

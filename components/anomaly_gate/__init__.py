@@ -1,0 +1,1 @@
+"""AnomalyGate: stops the run before training when the ExampleValidator found anomalies."""

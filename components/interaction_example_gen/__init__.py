@@ -1,0 +1,1 @@
+"""ExampleGen for the interaction tables: interactions joined with item and user features."""

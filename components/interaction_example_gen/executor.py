@@ -1,0 +1,392 @@
+"""Reads interactions.csv, items.csv and users.csv and writes joined tf.Examples.
+
+Why a custom executor: CsvExampleGen reads one table and infers numeric-looking ids as
+integers. A recommender needs the interactions joined with the features of their item and
+user, the whole item catalogue (items nobody interacted with included) and the users table
+(so that a user with no interactions can be served from its features). The executor writes
+four splits: ``train`` and ``eval`` (joined interactions), ``items`` and ``users``.
+
+Rules (the README's input layout):
+  * ids (user_id, item_id and any ``*_id`` column) are strings, even when they look numeric;
+  * a feature column whose non-empty values all parse as numbers is numeric, else text;
+    text values keep their ``|`` separators, which the transform splits;
+  * bad input stops ingestion with an error naming the file, the line and the column.
+"""
+import csv
+import hashlib
+import math
+import os
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple
+
+import apache_beam as beam
+import tensorflow as tf
+from absl import logging
+from google.protobuf import json_format
+from google.protobuf import struct_pb2
+from tfx.components.example_gen.base_example_gen_executor import BaseExampleGenExecutor
+from tfx.proto import example_gen_pb2
+from tfx.types import standard_component_specs
+from tfx.utils import proto_utils
+
+from pipeline import features as F
+
+Row = Dict[str, str]
+
+# Defaults of the ingestion options (overridden through the component's custom_config).
+DEFAULT_OPTIONS = {
+    'eval_percent': 20,
+    'rating_min': 1.0,
+    'rating_max': 5.0,
+    'max_field_chars': 4096,
+}
+
+
+class InputDataError(ValueError):
+  """Bad input data; the message names the file, the line or column and the problem."""
+
+
+def _is_id_column(column: str) -> bool:
+  return column in (F.USER_ID, F.ITEM_ID) or column.endswith('_id')
+
+
+def _decoded_lines(raw, path: str) -> Iterator[str]:
+  for number, line in enumerate(raw, 1):
+    try:
+      yield line.decode('utf-8')
+    except UnicodeDecodeError as e:
+      raise InputDataError(
+          f'{path}: line {number}: bytes that are not UTF-8 ({e.reason} at byte {e.start} '
+          'of the line)') from None
+
+
+def read_csv_rows(path: str, max_field_chars: int) -> Iterator[Tuple[int, Row]]:
+  """Yields (line number, row dict) of a CSV file with a header, checking its shape."""
+  with tf.io.gfile.GFile(path, 'rb') as raw:
+    reader = csv.reader(_decoded_lines(raw, path), strict=True)
+    try:
+      header = next(reader, None)
+      if header is None:
+        raise InputDataError(f'{path}: the file is empty; expected a header row')
+      header = [h.strip() for h in header]
+      if any(not h for h in header):
+        raise InputDataError(f'{path}: line 1: the header has an empty column name')
+      duplicated = sorted({h for h in header if header.count(h) > 1})
+      if duplicated:
+        raise InputDataError(f'{path}: line 1: duplicated columns {duplicated}')
+      for values in reader:
+        line = reader.line_num
+        if not values:
+          continue
+        if len(values) != len(header):
+          raise InputDataError(
+              f'{path}: line {line}: expected {len(header)} columns ({",".join(header)}), '
+              f'found {len(values)}')
+        for column, value in zip(header, values):
+          if len(value) > max_field_chars:
+            raise InputDataError(
+                f'{path}: line {line}: column {column!r} has {len(value)} characters; '
+                f'the limit is {max_field_chars}')
+        yield line, dict(zip(header, (v.strip() for v in values)))
+    except csv.Error as e:
+      raise InputDataError(f'{path}: line {reader.line_num}: malformed CSV: {e}') from None
+
+
+def read_header(path: str) -> List[str]:
+  """The header of a CSV file, checked, without reading the data rows."""
+  with tf.io.gfile.GFile(path, 'rb') as raw:
+    first = raw.readline()
+  if not first.strip():
+    raise InputDataError(f'{path}: the file is empty; expected a header row')
+  try:
+    header = next(csv.reader([first.decode('utf-8')]))
+  except UnicodeDecodeError:
+    raise InputDataError(f'{path}: line 1: the header has bytes that are not UTF-8') from None
+  return [h.strip() for h in header]
+
+
+def _parse_number(value: str) -> Optional[float]:
+  try:
+    number = float(value)
+  except ValueError:
+    return None
+  return number if math.isfinite(number) else None
+
+
+class ColumnKinds(beam.CombineFn):
+  """Finds which columns are numeric: every non-empty value parses as a finite number."""
+
+  def create_accumulator(self) -> Dict[str, bool]:
+    return {}
+
+  def add_input(self, acc: Dict[str, bool], row: Row) -> Dict[str, bool]:
+    for column, value in row.items():
+      if column.startswith('_'):
+        continue
+      numeric = acc.get(column, True)
+      if numeric and value and _parse_number(value) is None:
+        numeric = False
+      acc[column] = numeric
+    return acc
+
+  def merge_accumulators(self, accs: Iterable[Dict[str, bool]]) -> Dict[str, bool]:
+    merged: Dict[str, bool] = {}
+    for acc in accs:
+      for column, numeric in acc.items():
+        merged[column] = merged.get(column, True) and numeric
+    return merged
+
+  def extract_output(self, acc: Dict[str, bool]) -> Dict[str, str]:
+    return {c: ('numeric' if numeric and not _is_id_column(c) else 'text')
+            for c, numeric in acc.items()}
+
+
+def encode_features(row: Row, kinds: Dict[str, str], prefix: str,
+                    skip: Iterable[str]) -> Dict[str, Any]:
+  """Typed feature values of a table row, keyed with ``prefix``; empty values are dropped."""
+  out: Dict[str, Any] = {}
+  for column, value in row.items():
+    if column in skip or column.startswith('_') or not value:
+      continue
+    if kinds.get(column) == 'numeric':
+      number = _parse_number(value)
+      if number is not None:
+        out[prefix + column] = number
+    else:
+      out[prefix + column] = value
+  return out
+
+
+def to_example(values: Dict[str, Any]) -> tf.train.Example:
+  """A tf.train.Example of single values: str -> bytes, int -> int64, float -> float."""
+  feature = {}
+  for key, value in values.items():
+    if isinstance(value, str):
+      feature[key] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[value.encode()]))
+    elif isinstance(value, int):
+      feature[key] = tf.train.Feature(int64_list=tf.train.Int64List(value=[value]))
+    else:
+      feature[key] = tf.train.Feature(float_list=tf.train.FloatList(value=[value]))
+  return tf.train.Example(features=tf.train.Features(feature=feature))
+
+
+def check_interaction(path: str, line: int, row: Row, options: Dict[str, Any]) -> Dict[str, Any]:
+  """The typed interaction columns of one interactions.csv row, or an InputDataError."""
+  where = f'{path}: line {line}'
+  out: Dict[str, Any] = {}
+  for column in (F.USER_ID, F.ITEM_ID):
+    if not row.get(column):
+      raise InputDataError(f'{where}: column {column!r} is empty')
+    out[column] = row[column]
+  try:
+    out[F.TIMESTAMP] = int(float(row[F.TIMESTAMP]))
+  except ValueError:
+    raise InputDataError(
+        f'{where}: column {F.TIMESTAMP!r} is {row[F.TIMESTAMP]!r}; expected a Unix time '
+        'in seconds') from None
+  if F.RATING in row:
+    rating = _parse_number(row[F.RATING])
+    if rating is None:
+      raise InputDataError(
+          f'{where}: column {F.RATING!r} is {row[F.RATING]!r}; expected a number')
+    low, high = options['rating_min'], options['rating_max']
+    if not low <= rating <= high:
+      raise InputDataError(
+          f'{where}: column {F.RATING!r} is {rating:g}, outside the configured range '
+          f'[{low:g}, {high:g}]')
+    out[F.RATING] = rating
+  return out
+
+
+def _key_row(parsed, id_column: str):
+  """(id, row) of a parsed (path, line, row) table row."""
+  path, line, row = parsed
+  if not row.get(id_column):
+    raise InputDataError(f'{path}: line {line}: column {id_column!r} is empty')
+  return row[id_column], row
+
+
+def _check_unique(keyed, path: str, id_column: str):
+  key, rows = keyed
+  rows = list(rows)
+  if len(rows) > 1:
+    raise InputDataError(f'{path}: {id_column} {key!r} appears on {len(rows)} rows; ids must be unique')
+  return key, rows[0]
+
+
+def _is_eval(row: Dict[str, Any], eval_percent: int) -> bool:
+  """Deterministic hash split on the interaction itself (stable across runs and runners)."""
+  key = f'{row[F.USER_ID]}\x1f{row[F.ITEM_ID]}\x1f{row[F.TIMESTAMP]}'.encode()
+  return int(hashlib.md5(key).hexdigest()[:8], 16) % 100 < eval_percent
+
+
+def _files(input_base: str, pattern: str) -> List[str]:
+  files = sorted(tf.io.gfile.glob(os.path.join(input_base, pattern)))
+  if not files:
+    raise InputDataError(f'{os.path.join(input_base, pattern)}: no such file')
+  return files
+
+
+def _read_table(pipeline: beam.Pipeline, label: str, files: List[str],
+                max_field_chars: int) -> beam.PCollection:
+  """(path, line, row) of every data row of ``files``, parsed on the workers."""
+  return (pipeline
+          | f'{label}Files' >> beam.Create(files)
+          | f'{label}Rows' >> beam.FlatMap(
+              lambda path: ((path, line, row)
+                            for line, row in read_csv_rows(path, max_field_chars))))
+
+
+def _require_rows(count: int, label: str, files: List[str]) -> None:
+  if count == 0:
+    raise InputDataError(f'{", ".join(files)}: no data rows (only a header, or empty); '
+                         f'the {label} table needs at least one row')
+
+
+def check_tables(files: Dict[str, List[str]]) -> None:
+  """Checks headers up front, so that a missing column fails before any Beam work."""
+  for path in files['interactions']:
+    header = read_header(path)
+    missing = [c for c in F.REQUIRED_INTERACTION_COLUMNS if c not in header]
+    if missing:
+      raise InputDataError(f'{path}: missing required column(s) {missing}; found {header}')
+    extra = [c for c in header if c not in F.REQUIRED_INTERACTION_COLUMNS
+             and c not in F.OPTIONAL_INTERACTION_COLUMNS]
+    if extra:
+      logging.warning('%s: ignoring unknown interaction column(s) %s', path, extra)
+  for table, id_column in (('items', F.ITEM_ID), ('users', F.USER_ID)):
+    for path in files.get(table, []):
+      if id_column not in read_header(path):
+        raise InputDataError(f'{path}: missing required column {id_column!r}')
+
+
+def build_splits(pipeline: beam.Pipeline, files: Dict[str, List[str]],
+                 options: Dict[str, Any]) -> Dict[str, beam.PCollection]:
+  """The four output splits as PCollections of tf.train.Example.
+
+  Args:
+    files: 'train' and 'eval' (interaction files; the same files mean "split by hash"),
+      'items', and optionally 'users' (absent: users come from the interactions alone).
+    options: DEFAULT_OPTIONS keys.
+  """
+  check_tables(files)
+  max_chars = options['max_field_chars']
+
+  items = _read_table(pipeline, 'Items', files['items'], max_chars)
+  items_by_id = (items
+                 | 'KeyItems' >> beam.Map(_key_row, F.ITEM_ID)
+                 | 'GroupItems' >> beam.GroupByKey()
+                 | 'UniqueItems' >> beam.Map(_check_unique, files['items'][0], F.ITEM_ID))
+  item_kinds = (items | 'ItemRows' >> beam.Map(lambda r: r[2])
+                | 'ItemKinds' >> beam.CombineGlobally(ColumnKinds()))
+  _ = (items_by_id | 'CountItems' >> beam.combiners.Count.Globally()
+       | 'RequireItems' >> beam.Map(_require_rows, 'items', files['items']))
+  item_features = (items_by_id
+                   | 'ItemFeatures' >> beam.Map(
+                       lambda kv, kinds: (kv[0], encode_features(kv[1], kinds, F.ITEM_PREFIX,
+                                                                 (F.ITEM_ID,))),
+                       beam.pvalue.AsSingleton(item_kinds)))
+
+  if files.get('users'):
+    users = _read_table(pipeline, 'Users', files['users'], max_chars)
+    users_by_id = (users
+                   | 'KeyUsers' >> beam.Map(_key_row, F.USER_ID)
+                   | 'GroupUsers' >> beam.GroupByKey()
+                   | 'UniqueUsers' >> beam.Map(_check_unique, files['users'][0], F.USER_ID))
+    user_kinds = (users | 'UserRows' >> beam.Map(lambda r: r[2])
+                  | 'UserKinds' >> beam.CombineGlobally(ColumnKinds()))
+    user_features = (users_by_id
+                     | 'UserFeatures' >> beam.Map(
+                         lambda kv, kinds: (kv[0], encode_features(
+                             kv[1], kinds, F.USER_PREFIX, (F.USER_ID,))),
+                         beam.pvalue.AsSingleton(user_kinds)))
+  else:
+    user_features = None
+
+  def interactions(label: str, split_files: List[str]) -> beam.PCollection:
+    return (_read_table(pipeline, label, split_files, max_chars)
+            | f'{label}Check' >> beam.Map(
+                lambda r: (r[0], r[1], check_interaction(r[0], r[1], r[2], options))))
+
+  def join(label: str, rows: beam.PCollection) -> beam.PCollection:
+    def add_features(row, item_table, user_table):
+      path, line, values = row
+      item = item_table.get(values[F.ITEM_ID])
+      if item is None:
+        raise InputDataError(
+            f'{path}: line {line}: item_id {values[F.ITEM_ID]!r} is not in items.csv '
+            f'({files["items"][0]})')
+      joined = dict(values)
+      joined.update(item)
+      if user_table is not None:
+        joined.update(user_table.get(values[F.USER_ID], {}))
+      return joined
+
+    user_side = (beam.pvalue.AsDict(user_features) if user_features is not None
+                 else beam.pvalue.AsSingleton(
+                     pipeline | f'{label}NoUsers' >> beam.Create([None])))
+    joined = rows | f'{label}Join' >> beam.Map(
+        add_features, beam.pvalue.AsDict(item_features), user_side)
+    _ = (joined | f'{label}Count' >> beam.combiners.Count.Globally()
+         | f'{label}Require' >> beam.Map(_require_rows, f'{label} interactions',
+                                         split_files_by_label[label]))
+    return joined | f'{label}ToExample' >> beam.Map(to_example)
+
+  split_files_by_label = {'Train': files['train'], 'Eval': files['eval']}
+  if files['train'] == files['eval']:
+    eval_percent = int(options['eval_percent'])
+    both = interactions('Interactions', files['train'])
+    train_rows, eval_rows = both | 'HashSplit' >> beam.Partition(
+        lambda r, _: int(_is_eval(r[2], eval_percent)), 2)
+  else:
+    train_rows = interactions('TrainInteractions', files['train'])
+    eval_rows = interactions('EvalInteractions', files['eval'])
+
+  splits = {
+      F.TRAIN: join('Train', train_rows),
+      F.EVAL: join('Eval', eval_rows),
+      F.ITEMS: (item_features
+                | 'ItemExample' >> beam.Map(lambda kv: to_example({F.ITEM_ID: kv[0], **kv[1]}))),
+  }
+  if user_features is not None:
+    splits[F.USERS] = (user_features | 'UserExample' >> beam.Map(
+        lambda kv: to_example({F.USER_ID: kv[0], **kv[1]})))
+  else:
+    splits[F.USERS] = (train_rows
+                       | 'TrainUserIds' >> beam.Map(lambda r: r[2][F.USER_ID])
+                       | 'DistinctUsers' >> beam.Distinct()
+                       | 'UserIdExample' >> beam.Map(lambda u: to_example({F.USER_ID: u})))
+  return splits
+
+
+def options_from_custom_config(exec_properties: Dict[str, Any]) -> Dict[str, Any]:
+  """Ingestion options, packed by the component as a Struct inside example_gen CustomConfig."""
+  options = dict(DEFAULT_OPTIONS)
+  raw = exec_properties.get(standard_component_specs.CUSTOM_CONFIG_KEY)
+  if raw:
+    config = example_gen_pb2.CustomConfig()
+    proto_utils.json_to_proto(raw, config)
+    struct = struct_pb2.Struct()
+    if config.custom_config.Unpack(struct):
+      options.update(json_format.MessageToDict(struct))
+  return options
+
+
+class Executor(BaseExampleGenExecutor):
+  """FileBasedExampleGen executor with the recommender's join and split rules."""
+
+  def GetInputSourceToExamplePTransform(self) -> beam.PTransform:
+    raise NotImplementedError('InteractionExampleGen builds all splits in GenerateExamplesByBeam')
+
+  def GenerateExamplesByBeam(self, pipeline: beam.Pipeline,
+                             exec_properties: Dict[str, Any]) -> Dict[str, beam.PCollection]:
+    input_config = example_gen_pb2.Input()
+    proto_utils.json_to_proto(
+        exec_properties[standard_component_specs.INPUT_CONFIG_KEY], input_config)
+    input_base = exec_properties[standard_component_specs.INPUT_BASE_KEY]
+    patterns = {split.name: split.pattern for split in input_config.splits}
+    files = {name: _files(input_base, pattern) for name, pattern in patterns.items()}
+    # A 'users' split reading the interaction files means "no users.csv".
+    if files.get(F.USERS) in (files[F.TRAIN], files[F.EVAL]):
+      files.pop(F.USERS)
+    files['interactions'] = sorted(set(files[F.TRAIN]) | set(files[F.EVAL]))
+    return build_splits(pipeline, files, options_from_custom_config(exec_properties))

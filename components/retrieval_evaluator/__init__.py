@@ -1,0 +1,1 @@
+"""RetrievalEvaluator: top-k accuracy of a retrieval model over the whole catalogue, and its blessing."""

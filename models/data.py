@@ -1,0 +1,145 @@
+"""Reading the ExampleGen output inside a Trainer: datasets, split files, feature specs.
+
+The Trainers read the *raw* examples and apply the Transform layer themselves, in the input
+pipeline. Serving applies the same layer to the features it looks up, so training and serving
+share one transformation.
+"""
+import dataclasses
+import re
+from typing import Dict, Iterable, List, Optional
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_transform as tft
+from tfx_bsl.public import tfxio
+
+from pipeline import features as F
+
+
+def split_files(files: Iterable[str], split: str) -> List[str]:
+  """File patterns of another split of the same Examples artifact.
+
+  TFX lays out an Examples artifact as ``<uri>/Split-<name>/``; the Trainer is given the train
+  and eval splits, and the catalogue (``items``) and ``users`` splits sit beside them.
+  """
+  files = list(files)
+  if not files or any('Split-' not in f for f in files):
+    raise ValueError(f'cannot derive the {split!r} split from {files}')
+  return [re.sub(r'Split-[^/]+', f'Split-{split}', f) for f in files]
+
+
+@dataclasses.dataclass(frozen=True)
+class SideSpec:
+  """The transformed features of one side (user or item) and their embedding table sizes."""
+  id_key: str
+  id_rows: int
+  # Dense int64 features (numeric buckets) and sparse bags of token ids: key -> rows.
+  categorical: Dict[str, int]
+  bags: Dict[str, int]
+  numeric: List[str]
+
+  @property
+  def keys(self) -> List[str]:
+    return [self.id_key, *self.categorical, *self.bags, *self.numeric]
+
+
+def _rows(schema_feature, vocabulary_size: Optional[int]) -> int:
+  """Embedding rows for an int feature: its domain (OOV included) plus one spare row."""
+  if schema_feature is not None and schema_feature.HasField('int_domain'):
+    return int(schema_feature.int_domain.max) + 2
+  if vocabulary_size is not None:
+    return vocabulary_size + 2
+  raise ValueError(f'no domain for {schema_feature}')
+
+
+def side_spec(tft_output: tft.TFTransformOutput, id_raw_key: str, prefix: str) -> SideSpec:
+  """Discovers the transformed features of a side from the Transform output."""
+  spec = tft_output.transformed_feature_spec()
+  schema = {f.name: f for f in tft_output.transformed_metadata.schema.feature}
+  id_key = F.transformed_name(id_raw_key)
+  categorical, bags, numeric = {}, {}, []
+  for key in sorted(spec):
+    if not key.startswith(prefix):
+      continue
+    feature = spec[key]
+    if feature.dtype == tf.int64:
+      raw = key[:-len('_xf')]
+      size = None
+      try:
+        size = tft_output.vocabulary_size_by_name(F.vocabulary_name(raw))
+      except (ValueError, KeyError, tf.errors.NotFoundError):
+        pass
+      target = bags if isinstance(feature, tf.io.VarLenFeature) else categorical
+      target[key] = _rows(schema.get(key), size)
+    else:
+      numeric.append(key)
+  id_rows = tft_output.vocabulary_size_by_name(F.vocabulary_name(id_raw_key)) + 2
+  return SideSpec(id_key=id_key, id_rows=id_rows, categorical=categorical, bags=bags,
+                  numeric=numeric)
+
+
+def raw_dataset(data_accessor, files: List[str], tft_output: tft.TFTransformOutput,
+                batch_size: int, shuffle: bool, seed: int = 42) -> tf.data.Dataset:
+  """Batches of raw examples (dicts of sparse/dense tensors), one pass over ``files``."""
+  return data_accessor.tf_dataset_factory(
+      files,
+      tfxio.TensorFlowDatasetOptions(batch_size=batch_size, shuffle=shuffle,
+                                     shuffle_seed=seed, shuffle_buffer_size=100_000,
+                                     num_epochs=1, drop_final_batch=False),
+      tft_output.raw_metadata.schema)
+
+
+def transformed_dataset(data_accessor, files: List[str], tft_output: tft.TFTransformOutput,
+                        batch_size: int, shuffle: bool, keys: Iterable[str],
+                        seed: int = 42) -> tf.data.Dataset:
+  """Batches of transformed features restricted to ``keys``, cached after the first pass."""
+  layer = tft_output.transform_features_layer()
+  keys = list(keys)
+
+  def transform(raw):
+    transformed = layer(raw)
+    return {k: transformed[k] for k in keys if k in transformed}
+
+  ds = raw_dataset(data_accessor, files, tft_output, batch_size, shuffle=False)
+  ds = ds.map(transform, num_parallel_calls=tf.data.AUTOTUNE).cache()
+  if shuffle:
+    # Batches are shuffled each epoch; rows were shuffled once by the reader's order.
+    ds = ds.shuffle(4096, seed=seed, reshuffle_each_iteration=True)
+  return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def read_table(files: List[str], keys: Iterable[str]) -> Dict[str, np.ndarray]:
+  """Reads single-valued raw features of a (small) split into arrays.
+
+  Returns, for each key, ``values`` (object array of str, or float) and ``key + '?'`` a bool
+  presence array. Used to build the serving feature stores and the evaluation tables.
+  """
+  keys = list(keys)
+  paths = [p for pattern in files for p in tf.io.gfile.glob(pattern)]
+  values: Dict[str, list] = {k: [] for k in keys}
+  present: Dict[str, list] = {k: [] for k in keys}
+  for record in tf.data.TFRecordDataset(paths, compression_type='GZIP').as_numpy_iterator():
+    example = tf.train.Example.FromString(record)
+    feature = example.features.feature
+    for k in keys:
+      f = feature.get(k)
+      kind = f.WhichOneof('kind') if f is not None else None
+      value = getattr(f, kind).value if kind else []
+      if len(value):
+        v = value[0]
+        values[k].append(v.decode() if isinstance(v, bytes) else v)
+        present[k].append(True)
+      else:
+        values[k].append(None)
+        present[k].append(False)
+  out: Dict[str, np.ndarray] = {}
+  for k in keys:
+    out[k] = np.array(values[k], dtype=object)
+    out[k + '?'] = np.array(present[k], dtype=bool)
+  return out
+
+
+def table_keys(tft_output: tft.TFTransformOutput, id_key: str, prefix: str) -> List[str]:
+  """The raw keys of one side: its id and its prefixed feature columns."""
+  raw = tft_output.raw_feature_spec()
+  return [id_key] + [k for k in sorted(raw) if k.startswith(prefix)]

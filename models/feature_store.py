@@ -1,0 +1,66 @@
+"""Feature stores inside the exported models: id -> the raw features the model was trained with.
+
+A serving request carries only ids. The models look the user's and the item's features up in
+these tables, then apply the Transform layer, so a user or item unknown to the id
+vocabularies (cold start) is still served from its features, and an id unknown everywhere
+still gets an answer (every feature missing).
+"""
+from typing import Dict, List
+
+import numpy as np
+import tensorflow as tf
+
+
+class FeatureStore(tf.Module):
+  """Maps a batch of ids to a dict of raw features shaped like the parsed raw examples."""
+
+  def __init__(self, id_key: str, table: Dict[str, np.ndarray], raw_spec: Dict[str, object],
+               name: str = None):
+    super().__init__(name=name)
+    self.id_key = id_key
+    ids = table[id_key].astype(str)
+    self._keys: List[str] = [k for k in table if not k.endswith('?') and k != id_key]
+    self._raw_spec = raw_spec
+    self._index = tf.lookup.StaticHashTable(
+        tf.lookup.KeyValueTensorInitializer(
+            tf.constant(ids, tf.string), tf.range(len(ids), dtype=tf.int64)),
+        default_value=-1)
+    self.ids = tf.Variable(ids, dtype=tf.string, trainable=False, name='ids')
+    self._values = {}
+    self._present = {}
+    for key in self._keys:
+      dtype = raw_spec[key].dtype
+      present = table[key + '?']
+      if dtype == tf.string:
+        values = np.array([v if p else '' for v, p in zip(table[key], present)], dtype=object)
+        values = values.astype(str) if len(values) else np.zeros([0], dtype=str)
+      else:
+        values = np.array([v if p else 0 for v, p in zip(table[key], present)],
+                          dtype=dtype.as_numpy_dtype)
+      self._values[key] = tf.Variable(values, dtype=dtype, trainable=False)
+      self._present[key] = tf.Variable(present, dtype=tf.bool, trainable=False)
+
+  def contains(self, ids: tf.Tensor) -> tf.Tensor:
+    return self._index.lookup(ids) >= 0
+
+  def lookup(self, ids: tf.Tensor) -> Dict[str, tf.Tensor]:
+    """Raw features of ``ids`` ([batch] string), missing ones absent from the sparse rows."""
+    row = self._index.lookup(ids)
+    found = row >= 0
+    safe = tf.maximum(row, 0)
+    out = {self.id_key: _as_raw(ids, tf.ones_like(found), self._raw_spec[self.id_key])}
+    for key in self._keys:
+      present = tf.logical_and(found, tf.gather(self._present[key], safe))
+      out[key] = _as_raw(tf.gather(self._values[key], safe), present, self._raw_spec[key])
+    return out
+
+
+def _as_raw(values: tf.Tensor, present: tf.Tensor, spec) -> tf.Tensor:
+  """[batch] values in the shape the raw feature spec parses to (sparse [batch, 1] or dense)."""
+  if isinstance(spec, tf.io.FixedLenFeature):
+    return tf.reshape(values, [-1, 1])
+  batch = tf.shape(values, out_type=tf.int64)[0]
+  rows = tf.where(present)
+  indices = tf.concat([rows, tf.zeros_like(rows)], axis=1)
+  return tf.sparse.SparseTensor(indices, tf.boolean_mask(values, present),
+                                tf.stack([batch, tf.constant(1, tf.int64)]))

@@ -1,0 +1,170 @@
+"""Retrieval stage: a TFRS two-tower model, and the Trainer's run_fn that trains and exports it.
+
+Training uses in-batch softmax with a temperature and a log-popularity correction (popular
+items appear as in-batch negatives more often than their share of the catalogue warrants;
+the correction removes that bias). The export scores the whole catalogue with a BruteForce
+index (loads in any TF Serving) or ScaNN (needs ScaNN's ops at serving time).
+"""
+import json
+import os
+from typing import Any, Dict, List, Optional
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_recommenders as tfrs
+import tensorflow_transform as tft
+import tf_keras as keras
+from absl import logging
+
+from models import data
+from models.feature_store import FeatureStore
+from models.towers import Tower
+from pipeline import features as F
+from pipeline.configs import RetrievalConfig
+
+SIGNATURE = 'retrieve'
+
+
+class TwoTowerModel(tfrs.Model):
+  """Query tower (user id and features) and candidate tower (item id and features)."""
+
+  def __init__(self, user_spec: data.SideSpec, item_spec: data.SideSpec,
+               config: RetrievalConfig, item_log_prob: Optional[np.ndarray] = None):
+    super().__init__()
+    self.query_tower = Tower(user_spec, config.embedding_dim, config.hidden_units,
+                             l2=config.l2, id_dropout=config.id_dropout, name='query')
+    self.candidate_tower = Tower(item_spec, config.embedding_dim, config.hidden_units,
+                                 l2=config.l2, id_dropout=config.id_dropout, name='candidate')
+    self.item_key = item_spec.id_key
+    self.item_log_prob = (tf.constant(item_log_prob, tf.float32)
+                          if item_log_prob is not None else None)
+    self.task = tfrs.tasks.Retrieval(temperature=config.temperature,
+                                     remove_accidental_hits=True)
+
+  def compute_loss(self, features: Dict[str, tf.Tensor], training: bool = False) -> tf.Tensor:
+    queries = self.query_tower(features, training=training)
+    candidates = self.candidate_tower(features, training=training)
+    item_ids = tf.reshape(features[self.item_key], [-1])
+    sampling = None
+    if self.item_log_prob is not None:
+      sampling = tf.exp(tf.gather(self.item_log_prob, item_ids))
+    return self.task(queries, candidates, candidate_sampling_probability=sampling,
+                     candidate_ids=item_ids, compute_metrics=False)
+
+
+def item_log_probabilities(tft_output: tft.TFTransformOutput) -> np.ndarray:
+  """log P(item) in training, indexed like the item id vocabulary (OOV rows: the rarest)."""
+  vocab = tft_output.vocabulary_by_name(F.vocabulary_name(F.ITEM_ID))
+  counts_path = tft_output.vocabulary_file_by_name(F.ITEM_COUNT_VOCAB)
+  counts = {}
+  with tf.io.gfile.GFile(counts_path) as f:
+    for line in f:
+      count, _, token = line.rstrip('\n').partition(' ')
+      counts[token] = float(count)
+  total = sum(counts.values())
+  probs = np.array([counts.get(t.decode() if isinstance(t, bytes) else t, 1.0)
+                    for t in vocab] + [1.0, 1.0], dtype=np.float64) / total
+  return np.log(probs).astype(np.float32)
+
+
+class RetrievalServing(tf.Module):
+  """What the retrieval SavedModel holds: stores, Transform layer, towers and the index."""
+
+  def __init__(self, model: TwoTowerModel, tft_layer, users: FeatureStore,
+               items: FeatureStore, k: int, index: str):
+    super().__init__()
+    self.tft_layer = tft_layer
+    self.query_tower = model.query_tower
+    self.candidate_tower = model.candidate_tower
+    self.users = users
+    self.items = items
+    self.k = k
+    item_ids = items.ids.numpy()
+    embeddings = self._embed_items_batched(item_ids)
+    if index == 'scann':
+      self.index = tfrs.layers.factorized_top_k.ScaNN(k=k, num_leaves=max(1, int(np.sqrt(len(item_ids)))),
+                                                      num_leaves_to_search=max(1, int(np.sqrt(len(item_ids)) // 10)))
+    elif index == 'brute_force':
+      self.index = tfrs.layers.factorized_top_k.BruteForce(k=k)
+    else:
+      raise ValueError(f'unknown index {index!r}; expected brute_force or scann')
+    self.index.index(tf.constant(embeddings), tf.constant(item_ids))
+
+  def _embed_items_batched(self, item_ids: np.ndarray, batch: int = 8192) -> np.ndarray:
+    parts = [self.embed_items(tf.constant(item_ids[i:i + batch]))['embeddings'].numpy()
+             for i in range(0, len(item_ids), batch)]
+    dim = self.candidate_tower.mlp.layers[-1].units
+    return np.concatenate(parts) if parts else np.zeros([0, dim], np.float32)
+
+  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='user_id')])
+  def embed_users(self, user_id):
+    features = self.tft_layer(self.users.lookup(user_id))
+    return {'embeddings': self.query_tower(features)}
+
+  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='item_id')])
+  def embed_items(self, item_id):
+    features = self.tft_layer(self.items.lookup(item_id))
+    return {'embeddings': self.candidate_tower(features)}
+
+  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='user_id')])
+  def retrieve(self, user_id):
+    scores, item_ids = self.index(self.embed_users(user_id)['embeddings'], k=self.k)
+    return {'item_ids': item_ids, 'scores': scores}
+
+  def signatures(self) -> Dict[str, Any]:
+    return {
+        SIGNATURE: self.retrieve.get_concrete_function(),
+        'embed_users': self.embed_users.get_concrete_function(),
+        'embed_items': self.embed_items.get_concrete_function(),
+    }
+
+
+def build_stores(fn_args, tft_output: tft.TFTransformOutput):
+  """User and item feature stores from the users and items splits."""
+  raw_spec = tft_output.raw_feature_spec()
+  stores = {}
+  for split, id_key, prefix in ((F.USERS, F.USER_ID, F.USER_PREFIX),
+                                (F.ITEMS, F.ITEM_ID, F.ITEM_PREFIX)):
+    keys = data.table_keys(tft_output, id_key, prefix)
+    table = data.read_table(data.split_files(fn_args.train_files, split), keys)
+    stores[split] = FeatureStore(id_key, table, raw_spec, name=f'{split}_store')
+  return stores[F.USERS], stores[F.ITEMS]
+
+
+def train(fn_args, tft_output: tft.TFTransformOutput, config: RetrievalConfig):
+  """Fits the two-tower model on the train split; returns (model, history dict)."""
+  user_spec = data.side_spec(tft_output, F.USER_ID, F.USER_PREFIX)
+  item_spec = data.side_spec(tft_output, F.ITEM_ID, F.ITEM_PREFIX)
+  keys = user_spec.keys + item_spec.keys
+  train_ds = data.transformed_dataset(fn_args.data_accessor, fn_args.train_files, tft_output,
+                                      config.batch_size, shuffle=True, keys=keys)
+  log_prob = item_log_probabilities(tft_output) if config.popularity_correction else None
+  tf.random.set_seed(42)
+  model = TwoTowerModel(user_spec, item_spec, config, log_prob)
+  model.compile(optimizer=keras.optimizers.Adam(config.learning_rate))
+  history = model.fit(train_ds, epochs=config.epochs, verbose=2)
+  return model, {k: [float(v) for v in vals] for k, vals in history.history.items()}
+
+
+def run_fn(fn_args) -> None:
+  """TFX Trainer entry point (referenced as 'models.retrieval.run_fn')."""
+  custom = fn_args.custom_config or {}
+  config = RetrievalConfig(**{k: tuple(v) if isinstance(v, list) else v
+                              for k, v in custom.get('retrieval', {}).items()})
+  tft_output = tft.TFTransformOutput(fn_args.transform_output)
+  model, history = train(fn_args, tft_output, config)
+  users, items = build_stores(fn_args, tft_output)
+  serving = RetrievalServing(model, tft_output.transform_features_layer(), users, items,
+                             k=config.top_k, index=config.index)
+  options = (tf.saved_model.SaveOptions(namespace_whitelist=['Scann'])
+             if config.index == 'scann' else None)
+  tf.saved_model.save(serving, fn_args.serving_model_dir, signatures=serving.signatures(),
+                      options=options)
+  _write_history(fn_args.model_run_dir, history)
+  logging.info('Retrieval model exported to %s', fn_args.serving_model_dir)
+
+
+def _write_history(model_run_dir: str, history: Dict[str, List[float]]) -> None:
+  tf.io.gfile.makedirs(model_run_dir)
+  with tf.io.gfile.GFile(os.path.join(model_run_dir, 'history.json'), 'w') as f:
+    json.dump(history, f)

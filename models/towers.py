@@ -1,0 +1,78 @@
+"""Feature encoders and towers shared by the retrieval and ranking models.
+
+Models are built from a SideSpec discovered in the Transform output, so the same code serves
+MovieLens and any data set with other feature columns. They know nothing of TFX and are
+tested on tensors.
+"""
+from typing import Dict, Sequence
+
+import tensorflow as tf
+import tf_keras as keras
+
+from models.data import SideSpec
+
+
+class Encoder(keras.layers.Layer):
+  """Concatenates the id embedding, feature embeddings and scaled numbers of one side."""
+
+  def __init__(self, spec: SideSpec, dim: int, l2: float = 0.0, id_dropout: float = 0.0,
+               feature_dim: int = 16, **kwargs):
+    super().__init__(**kwargs)
+    self.spec = spec
+    self.id_dropout = id_dropout
+    reg = keras.regularizers.l2(l2) if l2 else None
+    init = keras.initializers.RandomNormal(stddev=0.05)
+    self.id_embedding = keras.layers.Embedding(spec.id_rows, dim, embeddings_initializer=init,
+                                               embeddings_regularizer=reg, name='id')
+    self.categorical = {k: keras.layers.Embedding(rows, feature_dim, embeddings_initializer=init,
+                                                  name=k)
+                        for k, rows in spec.categorical.items()}
+    self.bags = {k: self.add_weight(name=k, shape=[rows, feature_dim], initializer=init)
+                 for k, rows in spec.bags.items()}
+
+  @property
+  def oov_id(self) -> int:
+    # The vocabulary has id_rows - 2 entries; index id_rows - 2 is its OOV bucket.
+    return self.spec.id_rows - 2
+
+  def call(self, features: Dict[str, tf.Tensor], training: bool = False) -> tf.Tensor:
+    ids = tf.reshape(features[self.spec.id_key], [-1])
+    if training and self.id_dropout > 0:
+      drop = tf.random.uniform(tf.shape(ids)) < self.id_dropout
+      ids = tf.where(drop, tf.cast(self.oov_id, ids.dtype), ids)
+    parts = [self.id_embedding(ids)]
+    for key, layer in self.categorical.items():
+      parts.append(layer(tf.reshape(features[key], [-1])))
+    for key, table in self.bags.items():
+      bag = features[key]
+      if not isinstance(bag, tf.sparse.SparseTensor):
+        bag = tf.sparse.from_dense(bag)
+      bag = tf.sparse.reset_shape(bag, [tf.shape(ids, out_type=tf.int64)[0], bag.dense_shape[1]])
+      pooled = tf.nn.safe_embedding_lookup_sparse(table, bag, combiner='mean')
+      parts.append(tf.reshape(pooled, [-1, table.shape[1]]))
+    if self.spec.numeric:
+      parts.append(tf.stack([tf.reshape(tf.cast(features[k], tf.float32), [-1])
+                             for k in self.spec.numeric], axis=1))
+    return tf.concat(parts, axis=1)
+
+
+def mlp(units: Sequence[int], out_dim: int, l2: float = 0.0, name: str = None) -> keras.Sequential:
+  reg = keras.regularizers.l2(l2) if l2 else None
+  layers = [keras.layers.Dense(u, activation='relu', kernel_regularizer=reg) for u in units]
+  layers.append(keras.layers.Dense(out_dim, kernel_regularizer=reg))
+  return keras.Sequential(layers, name=name)
+
+
+class Tower(keras.Model):
+  """Encoder + MLP, L2-normalised: one side of the two-tower retrieval model."""
+
+  def __init__(self, spec: SideSpec, dim: int, hidden: Sequence[int], l2: float = 0.0,
+               id_dropout: float = 0.0, normalize: bool = True, **kwargs):
+    super().__init__(**kwargs)
+    self.encoder = Encoder(spec, dim, l2=l2, id_dropout=id_dropout)
+    self.mlp = mlp(hidden, dim, l2=l2)
+    self.normalize = normalize
+
+  def call(self, features, training=False):
+    out = self.mlp(self.encoder(features, training=training), training=training)
+    return tf.math.l2_normalize(out, axis=1) if self.normalize else out

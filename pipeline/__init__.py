@@ -1,0 +1,1 @@
+"""Woonkly feed recommender: pipeline definition, configuration and command-line tools."""

@@ -1,0 +1,183 @@
+"""create_pipeline: the one definition of the TFX pipeline, for every runner.
+
+Ingest (InteractionExampleGen) -> StatisticsGen -> SchemaGen -> ExampleValidator ->
+AnomalyGate -> Transform -> RetrievalTrainer / RankingTrainer -> RetrievalEvaluator /
+Evaluator (TFMA), each against the latest blessed model of its kind -> Pushers, which push
+only blessed models.
+
+No environment reads and no runner branches here: the runners resolve paths and flags and
+pass them in.
+"""
+import glob
+import hashlib
+import os
+from typing import List, Optional
+
+import tensorflow_model_analysis as tfma
+from tfx import v1 as tfx
+from ml_metadata.proto import metadata_store_pb2
+
+from components.anomaly_gate.component import AnomalyGate
+from components.interaction_example_gen.component import InteractionExampleGen, input_config
+from components.retrieval_evaluator.component import RetrievalEvaluator
+from pipeline import features as F
+from pipeline.configs import (GateConfig, IngestConfig, InputLayout, RankingConfig,
+                              RetrievalConfig)
+from transforms.preprocessing import DEFAULT_CONFIG as TRANSFORM_DEFAULTS
+
+PREPROCESSING_FN = 'transforms.preprocessing.preprocessing_fn'
+RETRIEVAL_RUN_FN = 'models.retrieval.run_fn'
+RANKING_RUN_FN = 'models.ranking.run_fn'
+
+# Component ids, used by the run summary and the tests as well.
+RETRIEVAL_TRAINER = 'RetrievalTrainer'
+RANKING_TRAINER = 'RankingTrainer'
+RETRIEVAL_EVALUATOR = 'RetrievalEvaluator'
+RANKING_EVALUATOR = 'Evaluator'
+RETRIEVAL_PUSHER = 'RetrievalPusher'
+RANKING_PUSHER = 'RankingPusher'
+
+
+def ranking_eval_config(gates: GateConfig) -> tfma.EvalConfig:
+  """TFMA config: RMSE under a ceiling and not worse than the blessed model by a margin."""
+  return tfma.EvalConfig(
+      model_specs=[tfma.ModelSpec(signature_name='serving_default', label_key=F.RATING)],
+      slicing_specs=[tfma.SlicingSpec()],
+      metrics_specs=[tfma.MetricsSpec(metrics=[
+          tfma.MetricConfig(class_name='ExampleCount'),
+          tfma.MetricConfig(
+              class_name='RootMeanSquaredError',
+              threshold=tfma.MetricThreshold(
+                  value_threshold=tfma.GenericValueThreshold(upper_bound={'value': gates.max_rmse}),
+                  change_threshold=tfma.GenericChangeThreshold(
+                      direction=tfma.MetricDirection.LOWER_IS_BETTER,
+                      absolute={'value': gates.max_rmse_increase}))),
+      ])])
+
+
+def code_fingerprint(*packages: str) -> str:
+  """A hash of the user code the Transform and Trainers import by dotted path.
+
+  TFX fingerprints code passed as ``module_file``, not code referenced by dotted path; this
+  value goes into those components' custom_config so that a code change invalidates their
+  cached results.
+  """
+  digest = hashlib.sha256()
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  for package in packages:
+    for path in sorted(glob.glob(os.path.join(root, package, '**', '*.py'), recursive=True)):
+      digest.update(path[len(root):].encode())
+      with open(path, 'rb') as f:
+        digest.update(f.read())
+  return digest.hexdigest()[:16]
+
+
+def _latest_blessed(component_id: str, evaluator_id: str) -> tfx.dsl.Resolver:
+  return tfx.dsl.Resolver(
+      strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+      model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+      model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing,
+                                     producer_component_id=evaluator_id),
+  ).with_id(component_id)
+
+
+def create_pipeline(
+    *,
+    pipeline_name: str,
+    pipeline_root: str,
+    data_dir: str,
+    layout: InputLayout,
+    serving_dir: str,
+    retrieval: RetrievalConfig = RetrievalConfig(),
+    ranking: RankingConfig = RankingConfig(),
+    gates: GateConfig = GateConfig(),
+    ingest: IngestConfig = IngestConfig(),
+    metadata_connection_config: Optional[metadata_store_pb2.ConnectionConfig] = None,
+    beam_pipeline_args: Optional[List[str]] = None,
+    enable_cache: bool = True,
+) -> tfx.dsl.Pipeline:
+  """The recommender pipeline; see the module docstring for its stages."""
+  example_gen = InteractionExampleGen(
+      input_base=data_dir,
+      config=input_config(layout.train, layout.eval, layout.items, layout.users),
+      options=ingest.to_dict())
+  statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs['examples'])
+  # The schema describes interaction rows; the items and users splits hold one side's
+  # columns only (their values are validated where they are joined into interactions).
+  interaction_splits_only = [F.ITEMS, F.USERS]
+  schema_gen = tfx.components.SchemaGen(
+      statistics=statistics_gen.outputs['statistics'], infer_feature_shape=True,
+      exclude_splits=interaction_splits_only)
+  example_validator = tfx.components.ExampleValidator(
+      statistics=statistics_gen.outputs['statistics'], schema=schema_gen.outputs['schema'],
+      exclude_splits=interaction_splits_only)
+  anomaly_gate = AnomalyGate(anomalies=example_validator.outputs['anomalies'],
+                             schema=schema_gen.outputs['schema'])
+  schema = anomaly_gate.outputs['validated_schema']
+
+  transform = tfx.components.Transform(
+      examples=example_gen.outputs['examples'],
+      schema=schema,
+      preprocessing_fn=PREPROCESSING_FN,
+      splits_config=tfx.proto.SplitsConfig(analyze=[F.TRAIN], transform=[]),
+      materialize=False,
+      custom_config=dict(TRANSFORM_DEFAULTS, code=code_fingerprint('transforms', 'pipeline')))
+
+  def trainer(run_fn: str, component_id: str, custom: dict) -> tfx.components.Trainer:
+    return tfx.components.Trainer(
+        run_fn=run_fn,
+        examples=example_gen.outputs['examples'],
+        transform_graph=transform.outputs['transform_graph'],
+        schema=schema,
+        train_args=tfx.proto.TrainArgs(splits=[F.TRAIN]),
+        eval_args=tfx.proto.EvalArgs(splits=[F.EVAL]),
+        custom_config=dict(custom, code=code_fingerprint('models', 'transforms', 'pipeline')),
+    ).with_id(component_id)
+
+  retrieval_trainer = trainer(RETRIEVAL_RUN_FN, RETRIEVAL_TRAINER,
+                              {'retrieval': retrieval.to_dict()})
+  ranking_trainer = trainer(RANKING_RUN_FN, RANKING_TRAINER, {'ranking': ranking.to_dict()})
+
+  retrieval_baseline = _latest_blessed('LatestBlessedRetrievalModel', RETRIEVAL_EVALUATOR)
+  ranking_baseline = _latest_blessed('LatestBlessedRankingModel', RANKING_EVALUATOR)
+
+  retrieval_evaluator = RetrievalEvaluator(
+      examples=example_gen.outputs['examples'],
+      model=retrieval_trainer.outputs['model'],
+      baseline_model=retrieval_baseline.outputs['model'],
+      min_top_100=gates.min_top_100,
+      max_top_100_drop=gates.max_top_100_drop,
+      max_users=gates.eval_max_users).with_id(RETRIEVAL_EVALUATOR)
+  evaluator = tfx.components.Evaluator(
+      examples=example_gen.outputs['examples'],
+      model=ranking_trainer.outputs['model'],
+      baseline_model=ranking_baseline.outputs['model'],
+      example_splits=[F.EVAL],
+      eval_config=ranking_eval_config(gates)).with_id(RANKING_EVALUATOR)
+
+  def pusher(model, blessing, kind: str, component_id: str) -> tfx.components.Pusher:
+    return tfx.components.Pusher(
+        model=model,
+        model_blessing=blessing,
+        push_destination=tfx.proto.PushDestination(
+            filesystem=tfx.proto.PushDestination.Filesystem(
+                base_directory=os.path.join(serving_dir, kind)))).with_id(component_id)
+
+  retrieval_pusher = pusher(retrieval_trainer.outputs['model'],
+                            retrieval_evaluator.outputs['blessing'], 'retrieval',
+                            RETRIEVAL_PUSHER)
+  ranking_pusher = pusher(ranking_trainer.outputs['model'], evaluator.outputs['blessing'],
+                          'ranking', RANKING_PUSHER)
+
+  return tfx.dsl.Pipeline(
+      pipeline_name=pipeline_name,
+      pipeline_root=pipeline_root,
+      components=[
+          example_gen, statistics_gen, schema_gen, example_validator, anomaly_gate,
+          transform, retrieval_trainer, ranking_trainer, retrieval_baseline,
+          ranking_baseline, retrieval_evaluator, evaluator, retrieval_pusher, ranking_pusher,
+      ],
+      enable_cache=enable_cache,
+      metadata_connection_config=metadata_connection_config,
+      beam_pipeline_args=beam_pipeline_args or [],
+  )

@@ -1,0 +1,1 @@
+"""tf.Transform code of the recommender (referenced by dotted path from the pipeline)."""
