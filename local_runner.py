@@ -7,11 +7,15 @@ metrics.json; the run ends with a short summary and exits non-zero when it faile
 """
 import argparse
 import dataclasses
+import logging
 import os
 import sys
 import time
+import warnings
 
-os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')  # before TensorFlow is imported
+# Before TensorFlow is first imported: TFRS needs Keras 2, and TF's C++ log is noise here.
+os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_DATA_DIR = os.path.join(HERE, 'data', 'movielens-100k')
@@ -75,6 +79,8 @@ def beam_args(args: argparse.Namespace):
 
 def main(argv=None) -> int:
   args = parse_args(argv)
+  warnings.filterwarnings('ignore', category=FutureWarning)
+  warnings.filterwarnings('ignore', category=DeprecationWarning)
   from pipeline import run_summary
   from pipeline.configs import PIPELINE_NAME
   from pipeline.data_layout import LayoutError, resolve_layout
@@ -103,14 +109,15 @@ def main(argv=None) -> int:
       enable_cache=not args.no_cache)
   started = time.time()
   error = None
-  with run_summary.progress_printer():
+  print(f'Running {PIPELINE_NAME} on {args.data_dir} -> {out}')
+  with run_summary.progress_printer(paths.log_path):
     try:
       tfx.orchestration.LocalDagRunner().run(pipeline)
-    except Exception as e:  # reported below with the component that failed
+    except Exception as e:  # pylint: disable=broad-except; reported with its component
+      logging.exception('The pipeline run failed')
       error = e
-      import traceback; traceback.print_exc()
   summary = run_summary.summarize(paths, started=started, error=error)
-  print(run_summary.format_summary(summary))
+  print(run_summary.format_summary(summary, paths))
   return 0 if error is None else 1
 
 

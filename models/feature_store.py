@@ -40,6 +40,19 @@ class FeatureStore(tf.Module):
       self._values[key] = tf.Variable(values, dtype=dtype, trainable=False)
       self._present[key] = tf.Variable(present, dtype=tf.bool, trainable=False)
 
+  @property
+  def columns(self) -> List[str]:
+    return list(self._keys)
+
+  def text(self, ids: tf.Tensor, key: str) -> tf.Tensor:
+    """[batch] string value of column ``key`` ('' when missing, the id for an unknown key)."""
+    if key not in self._values:
+      return ids
+    row = self._index.lookup(ids)
+    values = tf.strings.as_string(self._values[key]) if self._values[key].dtype != tf.string \
+        else self._values[key]
+    return tf.where(row >= 0, tf.gather(values, tf.maximum(row, 0)), tf.constant(''))
+
   def contains(self, ids: tf.Tensor) -> tf.Tensor:
     return self._index.lookup(ids) >= 0
 

@@ -79,6 +79,8 @@ class RetrievalServing(tf.Module):
     self.users = users
     self.items = items
     self.k = k
+    self.display_key = next((F.item_feature(c) for c in F.DISPLAY_COLUMNS
+                             if F.item_feature(c) in items.columns), F.ITEM_ID)
     item_ids = items.ids.numpy()
     embeddings = self._embed_items_batched(item_ids)
     if index == 'scann':
@@ -111,9 +113,15 @@ class RetrievalServing(tf.Module):
     scores, item_ids = self.index(self.embed_users(user_id)['embeddings'], k=self.k)
     return {'item_ids': item_ids, 'scores': scores}
 
+  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='item_id')])
+  def display(self, item_id):
+    """A human-readable label per item (its title, if the catalogue has one)."""
+    return {'text': self.items.text(item_id, self.display_key)}
+
   def signatures(self) -> Dict[str, Any]:
     return {
         SIGNATURE: self.retrieve.get_concrete_function(),
+        'display': self.display.get_concrete_function(),
         'embed_users': self.embed_users.get_concrete_function(),
         'embed_items': self.embed_items.get_concrete_function(),
     }

@@ -21,13 +21,14 @@ class Encoder(keras.layers.Layer):
     self.spec = spec
     self.id_dropout = id_dropout
     reg = keras.regularizers.l2(l2) if l2 else None
-    init = keras.initializers.RandomNormal(stddev=0.05)
-    self.id_embedding = keras.layers.Embedding(spec.id_rows, dim, embeddings_initializer=init,
+    # A new initializer per table: one unseeded instance would give every table the same values.
+    init = lambda: keras.initializers.RandomNormal(stddev=0.05)
+    self.id_embedding = keras.layers.Embedding(spec.id_rows, dim, embeddings_initializer=init(),
                                                embeddings_regularizer=reg, name='id')
-    self.categorical = {k: keras.layers.Embedding(rows, feature_dim, embeddings_initializer=init,
+    self.categorical = {k: keras.layers.Embedding(rows, feature_dim, embeddings_initializer=init(),
                                                   name=k)
                         for k, rows in spec.categorical.items()}
-    self.bags = {k: self.add_weight(name=k, shape=[rows, feature_dim], initializer=init)
+    self.bags = {k: self.add_weight(name=k, shape=[rows, feature_dim], initializer=init())
                  for k, rows in spec.bags.items()}
 
   @property

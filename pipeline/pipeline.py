@@ -30,6 +30,7 @@ RETRIEVAL_RUN_FN = 'models.retrieval.run_fn'
 RANKING_RUN_FN = 'models.ranking.run_fn'
 
 # Component ids, used by the run summary and the tests as well.
+EXAMPLE_GEN = 'InteractionExampleGen'
 RETRIEVAL_TRAINER = 'RetrievalTrainer'
 RANKING_TRAINER = 'RankingTrainer'
 RETRIEVAL_EVALUATOR = 'RetrievalEvaluator'
@@ -100,7 +101,7 @@ def create_pipeline(
   example_gen = InteractionExampleGen(
       input_base=data_dir,
       config=input_config(layout.train, layout.eval, layout.items, layout.users),
-      options=ingest.to_dict())
+      options=ingest.to_dict()).with_id(EXAMPLE_GEN)
   statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs['examples'])
   # The schema describes interaction rows; the items and users splits hold one side's
   # columns only (their values are validated where they are joined into interactions).

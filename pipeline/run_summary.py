@@ -1,9 +1,31 @@
-"""What a run did, read back from ML Metadata: progress lines, metrics.json and the summary."""
+"""What a run did, read back from ML Metadata: progress lines, metrics.json and the summary.
+
+The local runner prints one line per component while the pipeline runs, keeps TFX's full log
+in OUT/run.log, and afterwards reads the run's executions and artifacts from the metadata
+store to write metrics.json and print a short summary.
+"""
 import contextlib
 import dataclasses
+import json
 import logging
 import os
+import re
 import sys
+import time
+from typing import Any, Dict, List, Optional
+
+from ml_metadata.metadata_store import metadata_store
+from ml_metadata.proto import metadata_store_pb2
+
+from pipeline import pipeline as P
+
+_STATE_NAMES = {
+    metadata_store_pb2.Execution.COMPLETE: 'done',
+    metadata_store_pb2.Execution.CACHED: 'cached',
+    metadata_store_pb2.Execution.FAILED: 'FAILED',
+    metadata_store_pb2.Execution.RUNNING: 'running',
+    metadata_store_pb2.Execution.CANCELED: 'canceled',
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,15 +49,190 @@ class OutputPaths:
   def metrics_path(self) -> str:
     return os.path.join(self.root, 'metrics.json')
 
+  @property
+  def log_path(self) -> str:
+    return os.path.join(self.root, 'run.log')
+
+
+class _ProgressFilter(logging.Filter):
+  """Turns the launcher's 'Component X is running/finished' records into short lines."""
+  _PATTERN = re.compile(r'Component (\S+) is (running|finished)')
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    match = self._PATTERN.search(record.getMessage())
+    if not match:
+      return False
+    node, what = match.groups()
+    record.msg, record.args = f'{time.strftime("%H:%M:%S")}  {node:<28} {what}', None
+    return True
+
 
 @contextlib.contextmanager
-def progress_printer():
-  yield
+def progress_printer(log_path: str, stream=None):
+  """Prints component progress to ``stream``; the full log goes to ``log_path``."""
+  root = logging.getLogger()
+  os.makedirs(os.path.dirname(log_path), exist_ok=True)
+  file_handler = logging.FileHandler(log_path, mode='w')
+  file_handler.setFormatter(logging.Formatter('%(asctime)s %(levelname)s %(name)s %(message)s'))
+  progress = logging.StreamHandler(stream or sys.stdout)
+  progress.addFilter(_ProgressFilter())
+  saved = (root.level, list(root.handlers))
+  root.handlers = [file_handler, progress]
+  root.setLevel(logging.INFO)
+  try:
+    yield
+  finally:
+    root.handlers = saved[1]
+    root.setLevel(saved[0])
+    file_handler.close()
 
 
-def summarize(paths, started, error):
-  return {'error': str(error) if error else None}
+def _store(metadata_path: str) -> metadata_store.MetadataStore:
+  config = metadata_store_pb2.ConnectionConfig()
+  config.sqlite.filename_uri = metadata_path
+  config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
+  return metadata_store.MetadataStore(config)
 
 
-def format_summary(summary):
-  return str(summary)
+def read_run(metadata_path: str, run_id: Optional[str] = None) -> Dict[str, Dict[str, Any]]:
+  """{node id: {'state', 'seconds', 'outputs': {key: [artifact]}}} of a run (default: latest)."""
+  store = _store(metadata_path)
+  runs = store.get_contexts_by_type('pipeline_run')
+  if not runs:
+    return {}
+  run = (next(r for r in runs if r.name == run_id) if run_id
+         else max(runs, key=lambda r: r.create_time_since_epoch))
+  nodes: Dict[str, Dict[str, Any]] = {}
+  executions = store.get_executions_by_context(run.id)
+  events = store.get_events_by_execution_ids([e.id for e in executions])
+  artifacts = {a.id: a for a in store.get_artifacts_by_id(list({e.artifact_id for e in events}))}
+  for execution in sorted(executions, key=lambda e: e.id):
+    node = next((c.name.split('.', 1)[1] for c in store.get_contexts_by_execution(execution.id)
+                 if c.type == 'node'), str(execution.id))
+    outputs: Dict[str, List[Any]] = {}
+    for event in events:
+      if event.execution_id == execution.id and event.type == metadata_store_pb2.Event.OUTPUT:
+        key = event.path.steps[0].key if event.path.steps else ''
+        outputs.setdefault(key, []).append(artifacts[event.artifact_id])
+    nodes[node] = {
+        'state': _STATE_NAMES.get(execution.last_known_state, 'unknown'),
+        'seconds': (execution.last_update_time_since_epoch
+                    - execution.create_time_since_epoch) / 1000.0,
+        'outputs': outputs,
+        'run_id': run.name,
+    }
+  return nodes
+
+
+def _prop(artifact, name: str):
+  value = artifact.custom_properties.get(name)
+  if value is None:
+    return None
+  kind = value.WhichOneof('value')
+  return getattr(value, kind) if kind else None
+
+
+def _output(nodes, node: str, key: str):
+  found = nodes.get(node, {}).get('outputs', {}).get(key) or []
+  return found[0] if found else None
+
+
+def _retrieval_metrics(nodes) -> Dict[str, Any]:
+  evaluation = _output(nodes, P.RETRIEVAL_EVALUATOR, 'evaluation')
+  if evaluation is None:
+    return {}
+  with open(os.path.join(evaluation.uri, 'metrics.json')) as f:
+    result = json.load(f)
+  out = {k: v for k, v in result['metrics'].items() if k.startswith('top_')}
+  out['blessed'] = bool(result['blessed'])
+  out['eval_interactions'] = result['metrics']['eval_interactions']
+  if result.get('baseline'):
+    out['baseline_top_100'] = result['baseline']['top_100']
+  if result.get('reasons'):
+    out['why_not_blessed'] = result['reasons']
+  return out
+
+
+def _ranking_metrics(nodes) -> Dict[str, Any]:
+  evaluation = _output(nodes, P.RANKING_EVALUATOR, 'evaluation')
+  if evaluation is None:
+    return {}
+  import tensorflow_model_analysis as tfma  # heavy; only when there is something to read
+  result = tfma.load_eval_result(evaluation.uri)
+  out: Dict[str, Any] = {}
+  for slice_key, metrics in result.slicing_metrics:
+    if slice_key == ():
+      for name, value in metrics[''][''].items():
+        if name == 'root_mean_squared_error':
+          out['rmse'] = value['doubleValue']
+        elif name == 'example_count':
+          out['eval_examples'] = int(value['doubleValue'])
+  validation = tfma.load_validation_result(evaluation.uri)
+  blessing = _output(nodes, P.RANKING_EVALUATOR, 'blessing')
+  out['blessed'] = bool(blessing is not None and _prop(blessing, 'blessed') == 1)
+  if not validation.validation_ok:
+    out['why_not_blessed'] = [str(f).replace('\n', ' ') for f in
+                              validation.metric_validations_per_slice][:3]
+  return out
+
+
+def _pushed(nodes, node: str) -> Dict[str, Any]:
+  pushed = _output(nodes, node, 'pushed_model')
+  if pushed is None or _prop(pushed, 'pushed') != 1:
+    return {'version': None, 'path': None}
+  return {'version': str(_prop(pushed, 'pushed_version')),
+          'path': _prop(pushed, 'pushed_destination')}
+
+
+def summarize(paths: OutputPaths, started: float, error: Optional[BaseException]) -> Dict[str, Any]:
+  """The run's metrics.json content (also written to disk)."""
+  nodes = read_run(paths.metadata_path) if os.path.exists(paths.metadata_path) else {}
+  retrieval, ranking = _retrieval_metrics(nodes), _ranking_metrics(nodes)
+  pushes = {'retrieval': _pushed(nodes, P.RETRIEVAL_PUSHER),
+            'ranking': _pushed(nodes, P.RANKING_PUSHER)}
+  summary: Dict[str, Any] = {
+      'status': 'failed' if error else 'succeeded',
+      'run_id': next(iter(nodes.values()))['run_id'] if nodes else None,
+      'retrieval': retrieval,
+      'ranking': ranking,
+      'eval_interactions': retrieval.get('eval_interactions'),
+      'pushed': {k: v['version'] for k, v in pushes.items()},
+      'pushed_paths': {k: v['path'] for k, v in pushes.items()},
+      'components': {n: {'state': v['state'], 'seconds': round(v['seconds'], 1)}
+                     for n, v in nodes.items()},
+      'wall_seconds': round(time.time() - started, 1),
+  }
+  if error is not None:
+    failed = [n for n, v in nodes.items() if v['state'] in ('FAILED', 'running')]
+    summary['failed_component'] = failed[0] if failed else None
+    summary['error'] = error_message(error)
+  with open(paths.metrics_path, 'w') as f:
+    json.dump(summary, f, indent=2)
+  return summary
+
+
+def error_message(error: BaseException) -> str:
+  """The user-facing part of an exception (Beam wraps the original message in context)."""
+  text = str(error).strip()
+  match = re.search(r"(InputDataError|DataAnomalyError|LayoutError|ValueError): (.*?)"
+                    r"(?: \[while running '[^']*'\])?$", text, re.S)
+  return (match.group(2) if match else text).strip()
+
+
+def format_summary(summary: Dict[str, Any], paths: OutputPaths) -> str:
+  lines = ['', f"Run {summary['status']} in {summary['wall_seconds']:.0f} s"]
+  if summary.get('error'):
+    lines.append(f"  failed in {summary.get('failed_component') or 'the pipeline'}: "
+                 f"{summary['error']}")
+  r, k = summary['retrieval'], summary['ranking']
+  if r:
+    order = sorted((m for m in r if m.startswith('top_')),
+                   key=lambda m: ('unseen' in m, int(m.split('_')[1])))
+    lines.append('  retrieval: ' + '  '.join(f'{m} {r[m]:.3f}' for m in order)
+                 + f"  blessed={r['blessed']}")
+  if k:
+    lines.append(f"  ranking:   rmse {k.get('rmse', float('nan')):.3f}  blessed={k['blessed']}")
+  for kind, path in summary['pushed_paths'].items():
+    lines.append(f'  pushed {kind}: {path}' if path else f'  pushed {kind}: nothing')
+  lines.append(f'  metrics: {paths.metrics_path}   log: {paths.log_path}')
+  return '\n'.join(lines)

@@ -242,8 +242,19 @@ def _require_rows(count: int, label: str, files: List[str]) -> None:
                          f'the {label} table needs at least one row')
 
 
+def _has_data_row(path: str) -> bool:
+  with tf.io.gfile.GFile(path, 'rb') as f:
+    f.readline()
+    return any(line.strip() for line in f)
+
+
 def check_tables(files: Dict[str, List[str]]) -> None:
-  """Checks headers up front, so that a missing column fails before any Beam work."""
+  """Checks headers and emptiness up front, so these fail before any Beam work."""
+  for table in ('interactions', 'items'):
+    if not any(_has_data_row(path) for path in files[table]):
+      for path in files[table]:
+        read_header(path)  # an empty file says so
+      _require_rows(0, table, files[table])
   for path in files['interactions']:
     header = read_header(path)
     missing = [c for c in F.REQUIRED_INTERACTION_COLUMNS if c not in header]

@@ -1,0 +1,122 @@
+"""One local pipeline run on a MovieLens sample, then the pushed models and metrics.json.
+
+Also a run on synthetic data with other feature columns and numeric-looking ids, which must
+go through unchanged. Beam runs in-memory here to keep the suite fast; the multi-processing
+mode is covered by the Beam test.
+"""
+import csv
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import local_runner
+from pipeline import recommend, synthetic_data
+from tests.conftest import MOVIELENS, write
+
+FAST = ['--beam-mode', 'in_memory', '--retrieval-epochs', '3', '--ranking-epochs', '3',
+        '--retrieval-batch-size', '512']
+
+
+def movielens_sample(folder, users=150):
+  """The interactions of the first ``users`` users, with the full catalogue and users.csv."""
+  with open(os.path.join(MOVIELENS, 'interactions.csv')) as f:
+    rows = list(csv.reader(f))
+  keep = {str(u) for u in range(1, users + 1)}
+  body = [r for r in rows[1:] if r[0] in keep]
+  write(os.path.join(folder, 'interactions.csv'),
+        '\n'.join(','.join(r) for r in [rows[0]] + body) + '\n')
+  for name in ('items.csv', 'users.csv'):
+    with open(os.path.join(MOVIELENS, name), encoding='utf-8') as f:
+      write(os.path.join(folder, name), f.read())
+  return len(body)
+
+
+@pytest.fixture(scope='module')
+def movielens_run(tmp_path_factory):
+  data = tmp_path_factory.mktemp('data')
+  n = movielens_sample(str(data))
+  out = tmp_path_factory.mktemp('out')
+  code = local_runner.main(['--data-dir', str(data), '--output-dir', str(out)] + FAST)
+  return code, str(out), n
+
+
+def _latest(out, kind):
+  return tf.saved_model.load(recommend.latest_version(os.path.join(out, 'serving'), kind))
+
+
+def test_run_succeeds_and_writes_metrics(movielens_run):
+  code, out, n = movielens_run
+  assert code == 0
+  with open(os.path.join(out, 'metrics.json')) as f:
+    metrics = json.load(f)
+  r, k = metrics['retrieval'], metrics['ranking']
+  assert 0 < r['top_10'] <= r['top_50'] <= r['top_100'] <= 1
+  assert 0 <= r['top_10_unseen'] and r['top_100_unseen'] >= r['top_10_unseen']
+  assert r['blessed'] is True and k['blessed'] is True
+  assert 0.5 < k['rmse'] < 1.5
+  # About 20% of the sample's interactions are in eval.
+  assert 0.1 * n < metrics['eval_interactions'] < 0.3 * n
+  for kind in ('retrieval', 'ranking'):
+    version = metrics['pushed'][kind]
+    assert version and os.path.isdir(os.path.join(out, 'serving', kind, version))
+
+
+def test_retrieve_signature(movielens_run):
+  _, out, _ = movielens_run
+  model = _latest(out, 'retrieval')
+  # A known user, a user known only from users.csv (cold start), and an unknown id.
+  result = model.signatures['retrieve'](user_id=tf.constant(['1', '900', 'nobody']))
+  ids, scores = result['item_ids'].numpy(), result['scores'].numpy()
+  assert ids.shape == (3, 100) and ids.dtype == object
+  assert scores.shape == (3, 100) and scores.dtype == np.float32
+  assert np.all(np.isfinite(scores)) and np.all(np.diff(scores, axis=1) <= 1e-6)
+  with open(os.path.join(MOVIELENS, 'items.csv')) as f:
+    catalogue = {row['item_id'] for row in csv.DictReader(f)}
+  assert {i.decode() for i in ids.ravel()} <= catalogue
+  assert len(set(ids[0])) == 100  # no duplicates in a list
+  assert not np.array_equal(ids[0], ids[1])  # the cold user is served from its features
+
+
+def test_rank_signature(movielens_run):
+  _, out, _ = movielens_run
+  model = _latest(out, 'ranking')
+  result = model.signatures['rank'](user_id=tf.constant(['1', '1', 'nobody']),
+                                    item_id=tf.constant(['1', '2', 'no-such-item']))
+  rating = result['rating'].numpy()
+  assert rating.shape == (3,) and rating.dtype == np.float32
+  assert np.all(np.isfinite(rating)) and np.all((rating > 0) & (rating < 6))
+
+
+def test_recommend_command_prints_titles(movielens_run, capsys):
+  _, out, _ = movielens_run
+  assert recommend.main(['--user', '1', '--output-dir', out, '--k', '5']) == 0
+  printed = capsys.readouterr().out
+  assert 'Top 5 for user 1' in printed
+  assert printed.count('\n') == 7 and '(19' in printed  # MovieLens titles end in (year)
+
+
+def test_recommend_without_models_is_a_clear_error(tmp_path, capsys):
+  assert recommend.main(['--user', '1', '--output-dir', str(tmp_path)]) == 2
+  assert 'no pushed retrieval model' in capsys.readouterr().err
+
+
+def test_other_feature_columns_and_numeric_ids_run_unchanged(tmp_path):
+  data = tmp_path / 'synthetic'
+  synthetic_data.generate(str(data), users=300, items=200, interactions=6000, segments=3,
+                          categories=6, seed=1, numeric_ids=True)
+  out = tmp_path / 'out'
+  code = local_runner.main(['--data-dir', str(data), '--output-dir', str(out)] + FAST)
+  assert code == 0
+  with open(out / 'metrics.json') as f:
+    metrics = json.load(f)
+  assert metrics['pushed']['retrieval'] and metrics['pushed']['ranking']
+  transform_graph = next((out / 'pipeline' / 'Transform' / 'transform_graph').iterdir())
+  import tensorflow_transform as tft
+  spec = tft.TFTransformOutput(str(transform_graph)).transformed_feature_spec()
+  for feature in ('item__category_xf', 'item__tags_xf', 'item__creator_id_xf',
+                  'item__price_xf', 'user__country_xf', 'user__age_xf'):
+    assert feature in spec, feature
+  assert spec['item__creator_id_xf'].dtype == tf.int64  # *_id columns are categorical

@@ -1,0 +1,121 @@
+"""The ingestion executor's Beam functions on tiny tables: joins, types, splits, errors."""
+import os
+
+import apache_beam as beam
+import pytest
+
+from components.interaction_example_gen import executor as ex
+from pipeline import features as F
+from tests.conftest import write
+
+
+_COLLECTED = {}
+
+
+def _collect(example, split):
+  """Records an output example as a plain dict (module-level: Beam pickles it by reference)."""
+  _COLLECTED.setdefault(split, []).append(
+      {k: (v.bytes_list.value[0].decode() if v.HasField('bytes_list') else
+           (v.int64_list.value[0] if v.HasField('int64_list') else v.float_list.value[0]))
+       for k, v in example.features.feature.items()})
+
+
+def _run(files, **options):
+  """Runs build_splits in-process and returns {split: [feature dict]}."""
+  _COLLECTED.clear()
+  with beam.Pipeline() as p:
+    splits = ex.build_splits(p, files, dict(ex.DEFAULT_OPTIONS, **options))
+    for name, pcoll in splits.items():
+      _ = pcoll | f'Collect{name}' >> beam.Map(_collect, name)
+  return dict(_COLLECTED)
+
+
+def _files(folder, users=True):
+  """Pre-split layout: the tiny interactions for train, one row for eval."""
+  inter = [str(folder / 'interactions.csv')]
+  held_out = [write(folder / 'eval' / 'interactions.csv',
+                    'user_id,item_id,rating,timestamp\n3,30,4,105\n')]
+  out = {'train': inter, 'eval': held_out, 'items': [str(folder / 'items.csv')],
+         'interactions': inter + held_out}
+  if users:
+    out['users'] = [str(folder / 'users.csv')]
+  return out
+
+
+def test_joins_features_and_keeps_ids_as_strings(tiny_tables):
+  out = _run(_files(tiny_tables))
+  assert [(r[F.USER_ID], r[F.ITEM_ID]) for r in out['eval']] == [('3', '30')]
+  rows = {(r[F.USER_ID], r[F.ITEM_ID]): r for r in out['train']}
+  assert len(rows) == 5
+  first = rows[('1', '10')]
+  assert first[F.RATING] == 5.0 and first[F.TIMESTAMP] == 100
+  assert first['item__genres'] == 'Action|Comedy'  # split later by the transform
+  assert first['item__price'] == pytest.approx(1.5)  # numeric column
+  assert first['user__country'] == 'ES' and first['user__age'] == 20.0
+  assert 'item__price' not in rows[('1', '20')]  # empty value -> missing feature
+  assert sorted(r[F.ITEM_ID] for r in out['items']) == ['10', '20', '30']
+  assert sorted(r[F.USER_ID] for r in out['users']) == ['1', '2', '3']
+
+
+def test_hash_split_is_deterministic_and_partitions(tiny_tables):
+  rows = ''.join(f'{u},{i},3,{100 + n}\n' for n, (u, i) in
+                 enumerate((u, i) for u in (1, 2, 3) for i in (10, 20, 30) for _ in range(5)))
+  path = [write(tiny_tables / 'interactions.csv', 'user_id,item_id,rating,timestamp\n' + rows)]
+  files = {'train': path, 'eval': path, 'interactions': path,
+           'items': [str(tiny_tables / 'items.csv')]}
+  a, b = _run(files, eval_percent=30), _run(files, eval_percent=30)
+  key = lambda split: sorted(r[F.TIMESTAMP] for r in split)
+  assert key(a['train']) == key(b['train']) and key(a['eval']) == key(b['eval'])
+  assert len(a['train']) + len(a['eval']) == 45
+  assert 5 <= len(a['eval']) <= 22  # about 30% of 45
+
+
+def test_without_users_table_users_come_from_interactions(tiny_tables):
+  out = _run(_files(tiny_tables, users=False))
+  assert sorted(r[F.USER_ID] for r in out['users']) == ['1', '2', '3']
+  assert not any(k.startswith(F.USER_PREFIX) for r in out['train'] for k in r)
+
+
+@pytest.mark.parametrize('name,text,message', [
+    ('interactions.csv', 'user_id,item_id,rating,timestamp\n1,10,5\n', 'line 2: expected 4 columns'),
+    ('interactions.csv', 'user_id,item_id,rating,timestamp\n1,10,"5,100\n', 'malformed CSV'),
+    ('interactions.csv', 'user_id,item_id,rating\n1,10,5\n', "missing required column(s) ['timestamp']"),
+    ('interactions.csv', 'user_id,item_id,rating,timestamp\n1,10,five,100\n', "column 'rating' is 'five'"),
+    ('interactions.csv', 'user_id,item_id,rating,timestamp\n1,10,5,yesterday\n', "column 'timestamp'"),
+    ('interactions.csv', 'user_id,item_id,rating,timestamp\n1,10,9,100\n', 'outside the configured range'),
+    ('interactions.csv', 'user_id,item_id,rating,timestamp\n1,10,nan,100\n', "column 'rating' is 'nan'"),
+    ('interactions.csv', 'user_id,item_id,rating,timestamp\n,10,5,100\n', "column 'user_id' is empty"),
+    ('interactions.csv', 'user_id,item_id,rating,timestamp\n1,99,5,100\n', "item_id '99' is not in items.csv"),
+    ('interactions.csv', '', 'the file is empty'),
+    ('interactions.csv', 'user_id,item_id,rating,timestamp\n', 'no data rows'),
+    ('items.csv', 'item_id,title\n', 'no data rows'),
+    ('items.csv', 'item_id,title\n10,A\n10,B\n', "item_id '10' appears on 2 rows"),
+    ('items.csv', 'title\nA\n', "missing required column 'item_id'"),
+])
+def test_bad_input_names_file_line_and_column(tiny_tables, name, text, message):
+  path = write(tiny_tables / name, text)
+  with pytest.raises(Exception) as raised:
+    _run(_files(tiny_tables))
+  assert message in str(raised.value)
+  assert os.path.basename(path) in str(raised.value)
+
+
+def test_bytes_that_are_not_utf8_name_the_line(tiny_tables):
+  with open(tiny_tables / 'interactions.csv', 'wb') as f:
+    f.write(b'user_id,item_id,rating,timestamp\n1,10,5,100\n2,\xff\xfe,4,101\n')
+  with pytest.raises(Exception, match=r'interactions.csv: line 3: bytes that are not UTF-8'):
+    _run(_files(tiny_tables))
+
+
+def test_very_long_field_is_refused(tiny_tables):
+  write(tiny_tables / 'items.csv', 'item_id,title\n10,' + 'x' * 5000 + '\n20,B\n30,C\n')
+  with pytest.raises(Exception, match=r"items.csv: line 2: column 'title' has 5000 characters"):
+    _run(_files(tiny_tables), max_field_chars=4096)
+
+
+def test_column_kinds():
+  kinds = ex.ColumnKinds()
+  acc = kinds.create_accumulator()
+  for row in ({'a': '1', 'b': 'x', 'creator_id': '7'}, {'a': '', 'b': '2', 'creator_id': '8'}):
+    acc = kinds.add_input(acc, row)
+  assert kinds.extract_output(acc) == {'a': 'numeric', 'b': 'text', 'creator_id': 'text'}
