@@ -71,7 +71,7 @@ class RetrievalServing(tf.Module):
   """What the retrieval SavedModel holds: stores, Transform layer, towers and the index."""
 
   def __init__(self, model: TwoTowerModel, tft_layer, users: FeatureStore,
-               items: FeatureStore, k: int, index: str):
+               items: FeatureStore, k: int, index: str, audience_k: int = 1000):
     super().__init__()
     self.tft_layer = tft_layer
     self.query_tower = model.query_tower
@@ -82,7 +82,7 @@ class RetrievalServing(tf.Module):
     self.display_key = next((F.item_feature(c) for c in F.DISPLAY_COLUMNS
                              if F.item_feature(c) in items.columns), F.ITEM_ID)
     item_ids = items.ids.numpy()
-    embeddings = self._embed_items_batched(item_ids)
+    embeddings = self._batched(self.embed_items, item_ids)
     if index == 'scann':
       self.index = tfrs.layers.factorized_top_k.ScaNN(k=k, num_leaves=max(1, int(np.sqrt(len(item_ids)))),
                                                       num_leaves_to_search=max(1, int(np.sqrt(len(item_ids)) // 10)))
@@ -91,10 +91,16 @@ class RetrievalServing(tf.Module):
     else:
       raise ValueError(f'unknown index {index!r}; expected brute_force or scann')
     self.index.index(tf.constant(embeddings), tf.constant(item_ids))
+    # The reverse direction, for ad audiences: every known user, scored against an item.
+    user_ids = users.ids.numpy()
+    self.audience_k = min(audience_k, len(user_ids))
+    self.user_index = tfrs.layers.factorized_top_k.BruteForce(k=self.audience_k)
+    self.user_index.index(tf.constant(self._batched(self.embed_users, user_ids)),
+                          tf.constant(user_ids))
 
-  def _embed_items_batched(self, item_ids: np.ndarray, batch: int = 8192) -> np.ndarray:
-    parts = [self.embed_items(tf.constant(item_ids[i:i + batch]))['embeddings'].numpy()
-             for i in range(0, len(item_ids), batch)]
+  def _batched(self, embed, ids: np.ndarray, batch: int = 8192) -> np.ndarray:
+    parts = [embed(tf.constant(ids[i:i + batch]))['embeddings'].numpy()
+             for i in range(0, len(ids), batch)]
     dim = self.candidate_tower.mlp.layers[-1].units
     return np.concatenate(parts) if parts else np.zeros([0, dim], np.float32)
 
@@ -114,6 +120,13 @@ class RetrievalServing(tf.Module):
     return {'item_ids': item_ids, 'scores': scores}
 
   @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='item_id')])
+  def audience(self, item_id):
+    """The users most likely to engage with each item (an ad, a product), best first."""
+    scores, user_ids = self.user_index(self.embed_items(item_id)['embeddings'],
+                                       k=self.audience_k)
+    return {'user_ids': user_ids, 'scores': scores}
+
+  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='item_id')])
   def display(self, item_id):
     """A human-readable label per item (its title, if the catalogue has one)."""
     return {'text': self.items.text(item_id, self.display_key)}
@@ -122,6 +135,7 @@ class RetrievalServing(tf.Module):
     return {
         SIGNATURE: self.retrieve.get_concrete_function(),
         'display': self.display.get_concrete_function(),
+        'audience': self.audience.get_concrete_function(),
         'embed_users': self.embed_users.get_concrete_function(),
         'embed_items': self.embed_items.get_concrete_function(),
     }
@@ -163,7 +177,8 @@ def run_fn(fn_args) -> None:
   model, history = train(fn_args, tft_output, config)
   users, items = build_stores(fn_args, tft_output)
   serving = RetrievalServing(model, tft_output.transform_features_layer(), users, items,
-                             k=config.top_k, index=config.index)
+                             k=config.top_k, index=config.index,
+                             audience_k=config.audience_k)
   options = (tf.saved_model.SaveOptions(namespace_whitelist=['Scann'])
              if config.index == 'scann' else None)
   tf.saved_model.save(serving, fn_args.serving_model_dir, signatures=serving.signatures(),

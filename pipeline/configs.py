@@ -24,6 +24,8 @@ class RetrievalConfig:
   # OOV row and the feature layers learn to serve users and items never seen in training.
   id_dropout: float = 0.05
   top_k: int = 100
+  # Users returned by the `audience` signature (ad targeting), at most.
+  audience_k: int = 1000
   index: str = 'brute_force'  # or 'scann'
 
   def to_dict(self) -> Dict[str, Any]:

@@ -14,34 +14,7 @@ import tensorflow as tf
 
 import local_runner
 from pipeline import recommend, synthetic_data
-from tests.conftest import MOVIELENS, write
-
-FAST = ['--beam-mode', 'in_memory', '--retrieval-epochs', '3', '--ranking-epochs', '3',
-        '--retrieval-batch-size', '512']
-
-
-def movielens_sample(folder, users=150):
-  """The interactions of the first ``users`` users, with the full catalogue and users.csv."""
-  with open(os.path.join(MOVIELENS, 'interactions.csv')) as f:
-    rows = list(csv.reader(f))
-  keep = {str(u) for u in range(1, users + 1)}
-  body = [r for r in rows[1:] if r[0] in keep]
-  write(os.path.join(folder, 'interactions.csv'),
-        '\n'.join(','.join(r) for r in [rows[0]] + body) + '\n')
-  for name in ('items.csv', 'users.csv'):
-    with open(os.path.join(MOVIELENS, name), encoding='utf-8') as f:
-      write(os.path.join(folder, name), f.read())
-  return len(body)
-
-
-@pytest.fixture(scope='module')
-def movielens_run(tmp_path_factory):
-  data = tmp_path_factory.mktemp('data')
-  n = movielens_sample(str(data))
-  out = tmp_path_factory.mktemp('out')
-  code = local_runner.main(['--data-dir', str(data), '--output-dir', str(out)] + FAST)
-  return code, str(out), n
-
+from tests.conftest import FAST, MOVIELENS
 
 def _latest(out, kind):
   return tf.saved_model.load(recommend.latest_version(os.path.join(out, 'serving'), kind))

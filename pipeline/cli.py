@@ -1,0 +1,91 @@
+"""Command-line flags shared by the runners (local_runner.py, kubeflow_v2_runner.py).
+
+The flags become the configuration dataclasses of pipeline/configs.py and the Beam
+arguments; the runners pass them to create_pipeline.
+"""
+import argparse
+import dataclasses
+import os
+from typing import List, Tuple
+
+from pipeline.configs import GateConfig, IngestConfig, RankingConfig, RetrievalConfig
+
+BEAM_RUNNERS = ('direct', 'dataflow', 'flink', 'spark')
+
+
+def add_model_flags(parser: argparse.ArgumentParser) -> None:
+  """Hyper-parameters and gates (defaults: the configuration dataclasses)."""
+  r, k, g, i = RetrievalConfig(), RankingConfig(), GateConfig(), IngestConfig()
+  group = parser.add_argument_group('models')
+  group.add_argument('--epochs', type=int, default=None,
+                     help='epochs of both trainers (overrides the two flags below)')
+  group.add_argument('--retrieval-epochs', type=int, default=r.epochs)
+  group.add_argument('--ranking-epochs', type=int, default=k.epochs,
+                     help='upper bound; early stopping usually ends sooner')
+  group.add_argument('--embedding-dim', type=int, default=r.embedding_dim,
+                     help='retrieval embedding size')
+  group.add_argument('--temperature', type=float, default=r.temperature,
+                     help='retrieval softmax temperature')
+  group.add_argument('--retrieval-batch-size', type=int, default=r.batch_size)
+  group.add_argument('--retrieval-learning-rate', type=float, default=r.learning_rate)
+  group.add_argument('--ranking-batch-size', type=int, default=k.batch_size)
+  group.add_argument('--ranking-learning-rate', type=float, default=k.learning_rate)
+  group.add_argument('--index', choices=['brute_force', 'scann'], default=r.index,
+                     help='retrieval index; scann needs ScaNN ops wherever the model is served')
+  gates = parser.add_argument_group('gates (what a model must score to be pushed)')
+  gates.add_argument('--min-top-100', type=float, default=g.min_top_100)
+  gates.add_argument('--max-top-100-drop', type=float, default=g.max_top_100_drop,
+                     help='largest allowed drop against the latest blessed retrieval model')
+  gates.add_argument('--max-rmse', type=float, default=g.max_rmse)
+  gates.add_argument('--max-rmse-increase', type=float, default=g.max_rmse_increase,
+                     help='largest allowed increase against the latest blessed ranking model')
+  gates.add_argument('--eval-max-users', type=int, default=g.eval_max_users,
+                     help='score at most this many eval users in the retrieval evaluation '
+                     '(0: all)')
+  data = parser.add_argument_group('ingestion')
+  data.add_argument('--eval-percent', type=int, default=i.eval_percent,
+                    help='share of interactions held out when the data is not pre-split')
+  data.add_argument('--rating-min', type=float, default=i.rating_min)
+  data.add_argument('--rating-max', type=float, default=i.rating_max)
+
+
+def add_beam_flags(parser: argparse.ArgumentParser) -> None:
+  group = parser.add_argument_group('beam')
+  group.add_argument('--beam-runner', choices=BEAM_RUNNERS, default='direct')
+  group.add_argument('--beam-mode', choices=['multi_processing', 'in_memory'],
+                     default='multi_processing',
+                     help='DirectRunner mode; multi_processing runs one worker per core')
+  group.add_argument('--beam-arg', action='append', default=[], metavar='ARG',
+                     help='extra Beam pipeline argument, repeatable, e.g. '
+                     '--beam-arg=--project=P (see README for each runner)')
+
+
+def configs_from_args(args: argparse.Namespace) -> Tuple[RetrievalConfig, RankingConfig,
+                                                         GateConfig, IngestConfig]:
+  retrieval = RetrievalConfig(
+      epochs=args.epochs or args.retrieval_epochs, embedding_dim=args.embedding_dim,
+      temperature=args.temperature, batch_size=args.retrieval_batch_size,
+      learning_rate=args.retrieval_learning_rate, index=args.index)
+  ranking = RankingConfig(epochs=args.epochs or args.ranking_epochs,
+                          batch_size=args.ranking_batch_size,
+                          learning_rate=args.ranking_learning_rate)
+  gates = GateConfig(min_top_100=args.min_top_100, max_top_100_drop=args.max_top_100_drop,
+                     max_rmse=args.max_rmse, max_rmse_increase=args.max_rmse_increase,
+                     eval_max_users=args.eval_max_users)
+  ingest = IngestConfig(eval_percent=args.eval_percent, rating_min=args.rating_min,
+                        rating_max=args.rating_max)
+  return retrieval, ranking, gates, ingest
+
+
+def beam_pipeline_args(args: argparse.Namespace) -> List[str]:
+  """Beam arguments of the chosen runner; the user adds project, region etc. with --beam-arg."""
+  if args.beam_runner == 'direct':
+    if args.beam_mode == 'in_memory':
+      base = ['--direct_running_mode=in_memory', '--direct_num_workers=1']
+    else:
+      base = ['--direct_running_mode=multi_processing',
+              f'--direct_num_workers={os.cpu_count() or 1}']
+    return ['--runner=DirectRunner'] + base + list(args.beam_arg)
+  runner = {'dataflow': 'DataflowRunner', 'flink': 'FlinkRunner',
+            'spark': 'SparkRunner'}[args.beam_runner]
+  return [f'--runner={runner}'] + list(args.beam_arg)
