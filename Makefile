@@ -11,7 +11,7 @@ export PYTHONHASHSEED := 0
 RUN_ARGS ?=
 TEST_ARGS ?=
 
-.PHONY: setup run test lock benchmark clean
+.PHONY: setup run test lock benchmark benchmark-serving benchmark-scale clean
 
 setup: $(VENV)/.installed
 
@@ -34,6 +34,7 @@ run: setup
 test: setup
 	$(PY) -m pytest -q $(TEST_ARGS)
 
+# Quality: the pipeline beside the baselines on the seed-42 split -> benchmarks/RESULTS.md
 benchmark: setup
 	$(PY) -m benchmarks.quality $(RUN_ARGS)
 

@@ -67,6 +67,11 @@ def main(argv=None) -> int:
           paths.metadata_path),
       beam_pipeline_args=cli.beam_pipeline_args(args),
       enable_cache=not args.no_cache)
+  lock = run_summary.acquire_run_lock(out)
+  if lock is None:
+    print(f'error: another run is using {out}; wait for it to finish or choose another '
+          '--output-dir', file=sys.stderr)
+    return 3
   started = time.time()
   error = None
   print(f'Running {PIPELINE_NAME} on {args.data_dir} -> {out}')
@@ -78,6 +83,7 @@ def main(argv=None) -> int:
       error = e
   summary = run_summary.summarize(paths, started=started, error=error)
   print(run_summary.format_summary(summary, paths))
+  lock.close()
   return 0 if error is None else 1
 
 

@@ -28,15 +28,21 @@ class FeatureStore(tf.Module):
     self.ids = tf.Variable(ids, dtype=tf.string, trainable=False, name='ids')
     self._values = {}
     self._present = {}
+    self._defaults = {}
     for key in self._keys:
       dtype = raw_spec[key].dtype
       present = table[key + '?']
       if dtype == tf.string:
         values = np.array([v if p else '' for v, p in zip(table[key], present)], dtype=object)
         values = values.astype(str) if len(values) else np.zeros([0], dtype=str)
+        default = ''
       else:
-        values = np.array([v if p else 0 for v, p in zip(table[key], present)],
+        numbers = [float(v) for v, p in zip(table[key], present) if p]
+        # A missing number reads as the column mean, the value that tells the model least.
+        default = float(np.mean(numbers)) if numbers else 0.0
+        values = np.array([v if p else default for v, p in zip(table[key], present)],
                           dtype=dtype.as_numpy_dtype)
+      self._defaults[key] = tf.constant(default, dtype=dtype)
       self._values[key] = tf.Variable(values, dtype=dtype, trainable=False)
       self._present[key] = tf.Variable(present, dtype=tf.bool, trainable=False)
 
@@ -64,7 +70,8 @@ class FeatureStore(tf.Module):
     out = {self.id_key: _as_raw(ids, tf.ones_like(found), self._raw_spec[self.id_key])}
     for key in self._keys:
       present = tf.logical_and(found, tf.gather(self._present[key], safe))
-      out[key] = _as_raw(tf.gather(self._values[key], safe), present, self._raw_spec[key])
+      values = tf.where(present, tf.gather(self._values[key], safe), self._defaults[key])
+      out[key] = _as_raw(values, present, self._raw_spec[key])
     return out
 
 

@@ -15,9 +15,11 @@ from typing import List, Optional
 
 import tensorflow_model_analysis as tfma
 from tfx import v1 as tfx
+from tfx.dsl.components.base import executor_spec
 from ml_metadata.proto import metadata_store_pb2
 
 from components.anomaly_gate.component import AnomalyGate
+from components.atomic_pusher import executor as atomic_pusher
 from components.interaction_example_gen.component import InteractionExampleGen, input_config
 from components.retrieval_evaluator.component import RetrievalEvaluator
 from pipeline import features as F
@@ -157,12 +159,15 @@ def create_pipeline(
       eval_config=ranking_eval_config(gates)).with_id(RANKING_EVALUATOR)
 
   def pusher(model, blessing, kind: str, component_id: str) -> tfx.components.Pusher:
+    # The atomic executor publishes a version all at once (see components/atomic_pusher).
     return tfx.components.Pusher(
         model=model,
         model_blessing=blessing,
         push_destination=tfx.proto.PushDestination(
             filesystem=tfx.proto.PushDestination.Filesystem(
-                base_directory=os.path.join(serving_dir, kind)))).with_id(component_id)
+                base_directory=os.path.join(serving_dir, kind))),
+        custom_executor_spec=executor_spec.ExecutorClassSpec(atomic_pusher.Executor),
+    ).with_id(component_id)
 
   retrieval_pusher = pusher(retrieval_trainer.outputs['model'],
                             retrieval_evaluator.outputs['blessing'], 'retrieval',

@@ -87,6 +87,24 @@ def progress_printer(log_path: str, stream=None):
     file_handler.close()
 
 
+def acquire_run_lock(output_dir: str):
+  """An open lock file held for the run, or None when another process holds it.
+
+  Two runs on one output folder would share the metadata store and the serving folder; the
+  second one refuses instead. The lock dies with its process, so a killed run never leaves a
+  stale lock behind.
+  """
+  import fcntl
+  os.makedirs(output_dir, exist_ok=True)
+  handle = open(os.path.join(output_dir, '.run.lock'), 'a+')
+  try:
+    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+  except OSError:
+    handle.close()
+    return None
+  return handle
+
+
 def _store(metadata_path: str) -> metadata_store.MetadataStore:
   config = metadata_store_pb2.ConnectionConfig()
   config.sqlite.filename_uri = metadata_path

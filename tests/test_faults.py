@@ -1,0 +1,99 @@
+"""Faults a scheduled run must survive: bad data after a good run, a kill, two runs at once."""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+import local_runner
+from pipeline import run_summary
+from tests.conftest import FAST, REPO, movielens_sample, write
+
+
+def _serving_listing(out):
+  serving = os.path.join(out, 'serving')
+  return sorted(os.path.relpath(os.path.join(d, f), serving)
+                for d, _, files in os.walk(serving) for f in files)
+
+
+@pytest.fixture
+def pushed_copy(movielens_run, tmp_path):
+  """A private copy of the shared run's output folder, with models already pushed."""
+  _, out, _ = movielens_run
+  copy = str(tmp_path / 'out')
+  shutil.copytree(out, copy, ignore=shutil.ignore_patterns('.run.lock'))
+  return copy
+
+
+@pytest.mark.parametrize('bad_row,message', [
+    ('1,1,five,881250949', "line 3: column 'rating' is 'five'; expected a number"),
+    ('1,99999,4,881250949', "line 3: item_id '99999' is not in items.csv"),
+])
+def test_bad_data_fails_clearly_and_keeps_what_was_pushed(pushed_copy, tmp_path, capsys,
+                                                          bad_row, message):
+  data = tmp_path / 'bad'
+  movielens_sample(str(data), users=20)
+  lines = (data / 'interactions.csv').read_text().splitlines()
+  lines.insert(2, bad_row)
+  write(data / 'interactions.csv', '\n'.join(lines) + '\n')
+  before = _serving_listing(pushed_copy)
+  code = local_runner.main(['--data-dir', str(data), '--output-dir', pushed_copy] + FAST)
+  assert code == 1
+  printed = capsys.readouterr().out
+  assert 'failed in InteractionExampleGen' in printed and message in printed
+  assert 'interactions.csv' in printed
+  assert _serving_listing(pushed_copy) == before
+  with open(os.path.join(pushed_copy, 'metrics.json')) as f:
+    metrics = json.load(f)
+  assert metrics['status'] == 'failed' and message in metrics['error']
+
+
+def test_missing_data_dir_is_a_clear_error(tmp_path, capsys):
+  code = local_runner.main(['--data-dir', str(tmp_path / 'nowhere'),
+                            '--output-dir', str(tmp_path / 'out')])
+  assert code == 2
+  assert 'no such data directory' in capsys.readouterr().err
+
+
+def test_a_second_run_on_the_same_output_refuses(tmp_path, capsys):
+  out = str(tmp_path / 'out')
+  held = run_summary.acquire_run_lock(out)
+  try:
+    code = local_runner.main(['--data-dir', os.path.join(REPO, 'data', 'movielens-100k'),
+                              '--output-dir', out])
+  finally:
+    held.close()
+  assert code == 3
+  assert 'another run is using' in capsys.readouterr().err
+  assert not os.path.exists(os.path.join(out, 'serving'))
+
+
+def test_a_killed_run_resumes_from_the_finished_components(tmp_path):
+  data, out = tmp_path / 'data', str(tmp_path / 'out')
+  movielens_sample(str(data), users=60)
+  args = [sys.executable, os.path.join(REPO, 'local_runner.py'), '--data-dir', str(data),
+          '--output-dir', out] + FAST
+  env = dict(os.environ, TF_USE_LEGACY_KERAS='1')
+  process = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+  log = os.path.join(out, 'run.log')
+  deadline = time.time() + 600
+  while time.time() < deadline and process.poll() is None:
+    if os.path.exists(log) and 'Trainer is running' in open(log).read():
+      break
+    time.sleep(1)
+  assert process.poll() is None, 'the run ended before training started'
+  process.send_signal(signal.SIGKILL)
+  process.wait()
+  assert not os.path.isdir(os.path.join(out, 'serving', 'retrieval'))
+
+  assert local_runner.main(['--data-dir', str(data), '--output-dir', out] + FAST) == 0
+  states = {node: info['state'] for node, info in
+            run_summary.read_run(run_summary.OutputPaths(out).metadata_path).items()}
+  for node in ('InteractionExampleGen', 'StatisticsGen', 'SchemaGen', 'Transform'):
+    assert states[node] == 'cached', (node, states)
+  assert states['RetrievalPusher'] == 'done' and states['RankingPusher'] == 'done'

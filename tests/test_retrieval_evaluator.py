@@ -1,0 +1,81 @@
+"""RetrievalEvaluator executor: scoring on a hand-made model, blessing rules, and Do()."""
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from tfx.types import artifact_utils, standard_artifacts
+
+from components.anomaly_gate import component as gate
+from components.retrieval_evaluator import executor as ex
+from pipeline import features as F
+
+ITEMS = np.array(['a', 'b', 'c', 'd'])
+VECTORS = {'u1': [1.0, 0.0], 'u2': [0.0, 1.0]}
+ITEM_VECTORS = {'a': [1.0, 0.0], 'b': [0.9, 0.1], 'c': [0.0, 1.0], 'd': [0.1, 0.8]}
+
+
+class FakeModel:
+  """Exposes the two embedding signatures of a retrieval SavedModel."""
+
+  def __init__(self):
+    def table(vectors):
+      return lambda ids: {'embeddings': tf.constant(
+          [vectors.get(i.decode(), [0.0, 0.0]) for i in ids.numpy()], tf.float32)}
+    self.signatures = {'embed_users': table(VECTORS), 'embed_items': table(ITEM_VECTORS)}
+
+
+def test_top_k_over_the_catalogue_with_seen_removed():
+  metrics = ex.evaluate_retrieval(
+      FakeModel(), eval_users=np.array(['u1', 'u1', 'u2']), eval_items=np.array(['b', 'c', 'd']),
+      catalogue=ITEMS, seen={'u1': {'a'}}, ks=(1, 2))
+  # u1 ranks a > b > d > c; u2 ranks c > d > b > a.
+  assert metrics['top_1'] == pytest.approx(0.0)
+  assert metrics['top_2'] == pytest.approx(2 / 3)  # b (2nd for u1) and d (2nd for u2)
+  assert metrics['eval_interactions'] == 3 and metrics['eval_users'] == 2
+
+
+def test_seen_items_are_removed_for_unseen_metrics():
+  metrics = ex.evaluate_retrieval(
+      FakeModel(), eval_users=np.array(['u1']), eval_items=np.array(['b']),
+      catalogue=ITEMS, seen={'u1': {'a'}}, ks=(10, 100))
+  assert metrics['top_10_unseen'] == 1.0
+
+
+def test_eval_items_outside_the_catalogue_are_an_error():
+  with pytest.raises(ValueError, match='not in the catalogue'):
+    ex.evaluate_retrieval(FakeModel(), np.array(['u1']), np.array(['zz']), ITEMS, {})
+
+
+def test_max_users_samples_eval_users():
+  users = np.array(['u1', 'u2'] * 5)
+  metrics = ex.evaluate_retrieval(FakeModel(), users, np.array(['a'] * 10), ITEMS, {},
+                                  ks=(1,), max_users=1)
+  assert metrics['eval_users'] == 1 and metrics['eval_interactions'] == 5
+
+
+def test_blessing_rules():
+  assert ex.decide_blessing({'top_100': 0.3}, None, 0.2, 0.02)['blessed']
+  low = ex.decide_blessing({'top_100': 0.1}, None, 0.2, 0.02)
+  assert not low['blessed'] and 'threshold' in low['reasons'][0]
+  worse = ex.decide_blessing({'top_100': 0.30}, {'top_100': 0.35}, 0.2, 0.02)
+  assert not worse['blessed'] and 'below the blessed model' in worse['reasons'][0]
+  assert ex.decide_blessing({'top_100': 0.34}, {'top_100': 0.35}, 0.2, 0.02)['blessed']
+
+
+def test_anomaly_gate_reads_and_formats_anomalies(tmp_path):
+  from tensorflow_metadata.proto.v0 import anomalies_pb2
+  anomalies = anomalies_pb2.Anomalies()
+  info = anomalies.anomaly_info['rating']
+  info.short_description = 'Unexpected data type'
+  info.description = 'Expected data of type: FLOAT but got BYTES'
+  os.makedirs(tmp_path / 'Split-train')
+  (tmp_path / 'Split-train' / 'SchemaDiff.pb').write_bytes(anomalies.SerializeToString())
+  os.makedirs(tmp_path / 'Split-eval')
+  (tmp_path / 'Split-eval' / 'SchemaDiff.pb').write_bytes(
+      anomalies_pb2.Anomalies().SerializeToString())
+  found = gate.read_anomalies(str(tmp_path), ['train', 'eval'])
+  assert list(found) == ['train']
+  message = gate.format_anomalies(found)
+  assert "split 'train', column 'rating': Unexpected data type" in message
