@@ -155,7 +155,8 @@ def build_pipeline(args: argparse.Namespace):
       retrieval=retrieval, ranking=ranking, gates=gates, ingest=ingest,
       metadata_connection_config=None,
       beam_pipeline_args=beam_args(args),
-      enable_cache=not args.no_cache)
+      enable_cache=not args.no_cache,
+      num_segments=args.segments)
 
 
 def compile_pipeline(args: argparse.Namespace) -> str:

@@ -41,7 +41,7 @@ def main(argv=None) -> int:
   args = parse_args(argv)
   warnings.filterwarnings('ignore', category=FutureWarning)
   warnings.filterwarnings('ignore', category=DeprecationWarning)
-  from pipeline import cli, run_summary
+  from pipeline import cli, report, run_summary
   from pipeline.configs import PIPELINE_NAME
   from pipeline.data_layout import LayoutError, resolve_layout
   from pipeline.pipeline import create_pipeline
@@ -66,7 +66,8 @@ def main(argv=None) -> int:
       metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
           paths.metadata_path),
       beam_pipeline_args=cli.beam_pipeline_args(args),
-      enable_cache=not args.no_cache)
+      enable_cache=not args.no_cache,
+      num_segments=args.segments)
   lock = run_summary.acquire_run_lock(out)
   if lock is None:
     print(f'error: another run is using {out}; wait for it to finish or choose another '
@@ -83,9 +84,19 @@ def main(argv=None) -> int:
       error = e
   summary = run_summary.summarize(paths, started=started, error=error)
   print(run_summary.format_summary(summary, paths))
+  try:
+    print(f'  report: {report.build_report(out)}')
+  except Exception:  # pylint: disable=broad-except; the run's result stands without it
+    logging.exception('Could not build the report')
+    print('  report: not built (see run.log)')
   lock.close()
   return 0 if error is None else 1
 
 
 if __name__ == '__main__':
-  sys.exit(main())
+  code = main()
+  sys.stdout.flush()
+  sys.stderr.flush()
+  # Skip interpreter teardown: TensorFlow's function finalizers print spurious
+  # "Exception ignored" tracebacks at shutdown. Everything was written and closed above.
+  os._exit(code)

@@ -92,7 +92,24 @@ def raw_dataset(data_accessor, files: List[str], tft_output: tft.TFTransformOutp
 def transformed_dataset(data_accessor, files: List[str], tft_output: tft.TFTransformOutput,
                         batch_size: int, shuffle: bool, keys: Iterable[str],
                         seed: int = 42) -> tf.data.Dataset:
-  """Batches of transformed features restricted to ``keys``, cached after the first pass."""
+  """Batches of transformed features restricted to ``keys``.
+
+  Rows are transformed once and cached; with ``shuffle`` they are reshuffled and re-batched
+  every epoch, so that in-batch negatives differ from one epoch to the next (caching fixed
+  batches would show the retrieval loss the same negatives every time).
+  """
+  ds = transformed_rows(data_accessor, files, tft_output, keys)
+  if shuffle:
+    ds = ds.shuffle(SHUFFLE_ROWS, seed=seed, reshuffle_each_iteration=True)
+  return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+SHUFFLE_ROWS = 200_000
+
+
+def transformed_rows(data_accessor, files: List[str], tft_output: tft.TFTransformOutput,
+                     keys: Iterable[str]) -> tf.data.Dataset:
+  """Single transformed rows restricted to ``keys``, transformed once and cached."""
   layer = tft_output.transform_features_layer()
   keys = list(keys)
 
@@ -100,12 +117,8 @@ def transformed_dataset(data_accessor, files: List[str], tft_output: tft.TFTrans
     transformed = layer(raw)
     return {k: transformed[k] for k in keys if k in transformed}
 
-  ds = raw_dataset(data_accessor, files, tft_output, batch_size, shuffle=False)
-  ds = ds.map(transform, num_parallel_calls=tf.data.AUTOTUNE).cache()
-  if shuffle:
-    # Batches are shuffled each epoch; rows were shuffled once by the reader's order.
-    ds = ds.shuffle(4096, seed=seed, reshuffle_each_iteration=True)
-  return ds.prefetch(tf.data.AUTOTUNE)
+  ds = raw_dataset(data_accessor, files, tft_output, 4096, shuffle=False)
+  return ds.map(transform, num_parallel_calls=tf.data.AUTOTUNE).unbatch().cache()
 
 
 def read_table(files: List[str], keys: Iterable[str]) -> Dict[str, np.ndarray]:

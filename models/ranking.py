@@ -5,7 +5,7 @@ two sides' projections) with an MLP over both sides' ids and features; the biase
 what plain MLPs learn slowly. Early stopping watches a held-out share of the training rows,
 never the eval split.
 """
-from typing import Dict, Tuple
+from typing import Dict
 
 import numpy as np
 import tensorflow as tf
@@ -92,13 +92,12 @@ class RankingServing(tf.Module):
             'serving_default': self.serve_examples.get_concrete_function()}
 
 
-def _split_train_validation(ds: tf.data.Dataset, share: float) -> Tuple[tf.data.Dataset,
-                                                                        tf.data.Dataset]:
-  """Every 1/share-th batch is held out for early stopping."""
+def _split_train_validation(rows: tf.data.Dataset, share: float):
+  """Every 1/share-th row is held out for early stopping (never the eval split)."""
   every = max(2, int(round(1 / share))) if share > 0 else 0
   if not every:
-    return ds, None
-  enumerated = ds.enumerate()
+    return rows, None
+  enumerated = rows.enumerate()
   keep = lambda want: lambda i, x: tf.equal(i % every, 0) == want
   strip = lambda i, x: x
   return (enumerated.filter(keep(False)).map(strip),
@@ -110,11 +109,14 @@ def train(fn_args, tft_output: tft.TFTransformOutput, config: RankingConfig):
   user_spec = data.side_spec(tft_output, F.USER_ID, F.USER_PREFIX)
   item_spec = data.side_spec(tft_output, F.ITEM_ID, F.ITEM_PREFIX)
   keys = user_spec.keys + item_spec.keys + [F.RATING_XF]
-  ds = data.transformed_dataset(fn_args.data_accessor, fn_args.train_files, tft_output,
-                                config.batch_size, shuffle=False, keys=keys)
-  train_ds, valid_ds = _split_train_validation(ds, config.validation_share)
-  train_ds = train_ds.shuffle(512, seed=42, reshuffle_each_iteration=True)
-  mean = float(np.mean(np.concatenate([b[F.RATING_XF].numpy().ravel() for b in train_ds])))
+  rows = data.transformed_rows(fn_args.data_accessor, fn_args.train_files, tft_output, keys)
+  train_rows, valid_rows = _split_train_validation(rows, config.validation_share)
+  train_ds = (train_rows.shuffle(data.SHUFFLE_ROWS, seed=42, reshuffle_each_iteration=True)
+              .batch(config.batch_size).prefetch(tf.data.AUTOTUNE))
+  valid_ds = valid_rows.batch(4096) if valid_rows is not None else None
+  total, count = train_rows.reduce(
+      (0.0, 0.0), lambda acc, x: (acc[0] + tf.reshape(x[F.RATING_XF], []), acc[1] + 1.0))
+  mean = float(total) / max(1.0, float(count))
   tf.random.set_seed(42)
   model = RatingModel(user_spec, item_spec, config, mean_rating=mean)
   model.compile(optimizer=keras.optimizers.Adam(config.learning_rate))

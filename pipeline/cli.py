@@ -32,6 +32,8 @@ def add_model_flags(parser: argparse.ArgumentParser) -> None:
   group.add_argument('--ranking-learning-rate', type=float, default=k.learning_rate)
   group.add_argument('--index', choices=['brute_force', 'scann'], default=r.index,
                      help='retrieval index; scann needs ScaNN ops wherever the model is served')
+  group.add_argument('--segments', type=int, default=0,
+                     help='number of user segments (0: chosen by the silhouette score)')
   gates = parser.add_argument_group('gates (what a model must score to be pushed)')
   gates.add_argument('--min-top-100', type=float, default=g.min_top_100)
   gates.add_argument('--max-top-100-drop', type=float, default=g.max_top_100_drop,

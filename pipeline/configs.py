@@ -40,7 +40,7 @@ class RankingConfig:
   batch_size: int = 1024
   epochs: int = 40
   learning_rate: float = 0.003
-  l2: float = 5e-4
+  l2: float = 1e-4
   id_dropout: float = 0.05
   # Share of the training rows held out for early stopping (never the eval split).
   validation_share: float = 0.05

@@ -22,6 +22,7 @@ from components.anomaly_gate.component import AnomalyGate
 from components.atomic_pusher import executor as atomic_pusher
 from components.interaction_example_gen.component import InteractionExampleGen, input_config
 from components.retrieval_evaluator.component import RetrievalEvaluator
+from components.segmentation.component import UserSegmenter
 from pipeline import features as F
 from pipeline.configs import (GateConfig, IngestConfig, InputLayout, RankingConfig,
                               RetrievalConfig)
@@ -39,6 +40,7 @@ RETRIEVAL_EVALUATOR = 'RetrievalEvaluator'
 RANKING_EVALUATOR = 'Evaluator'
 RETRIEVAL_PUSHER = 'RetrievalPusher'
 RANKING_PUSHER = 'RankingPusher'
+USER_SEGMENTER = 'UserSegmenter'
 
 
 def ranking_eval_config(gates: GateConfig) -> tfma.EvalConfig:
@@ -98,6 +100,7 @@ def create_pipeline(
     metadata_connection_config: Optional[metadata_store_pb2.ConnectionConfig] = None,
     beam_pipeline_args: Optional[List[str]] = None,
     enable_cache: bool = True,
+    num_segments: int = 0,
 ) -> tfx.dsl.Pipeline:
   """The recommender pipeline; see the module docstring for its stages."""
   example_gen = InteractionExampleGen(
@@ -175,6 +178,13 @@ def create_pipeline(
   ranking_pusher = pusher(ranking_trainer.outputs['model'], evaluator.outputs['blessing'],
                           'ranking', RANKING_PUSHER)
 
+  # Ad audiences and user segments come from the retrieval model's shared space; they are
+  # published beside the models only when that model is blessed.
+  segmenter = UserSegmenter(
+      examples=example_gen.outputs['examples'], model=retrieval_trainer.outputs['model'],
+      blessing=retrieval_evaluator.outputs['blessing'], num_segments=num_segments,
+      push_dir=os.path.join(serving_dir, 'segments')).with_id(USER_SEGMENTER)
+
   return tfx.dsl.Pipeline(
       pipeline_name=pipeline_name,
       pipeline_root=pipeline_root,
@@ -182,6 +192,7 @@ def create_pipeline(
           example_gen, statistics_gen, schema_gen, example_validator, anomaly_gate,
           transform, retrieval_trainer, ranking_trainer, retrieval_baseline,
           ranking_baseline, retrieval_evaluator, evaluator, retrieval_pusher, ranking_pusher,
+          segmenter,
       ],
       enable_cache=enable_cache,
       metadata_connection_config=metadata_connection_config,

@@ -208,6 +208,7 @@ def summarize(paths: OutputPaths, started: float, error: Optional[BaseException]
   retrieval, ranking = _retrieval_metrics(nodes), _ranking_metrics(nodes)
   pushes = {'retrieval': _pushed(nodes, P.RETRIEVAL_PUSHER),
             'ranking': _pushed(nodes, P.RANKING_PUSHER)}
+  segments = _output(nodes, P.USER_SEGMENTER, 'segments')
   summary: Dict[str, Any] = {
       'status': 'failed' if error else 'succeeded',
       'run_id': next(iter(nodes.values()))['run_id'] if nodes else None,
@@ -216,6 +217,9 @@ def summarize(paths: OutputPaths, started: float, error: Optional[BaseException]
       'eval_interactions': retrieval.get('eval_interactions'),
       'pushed': {k: v['version'] for k, v in pushes.items()},
       'pushed_paths': {k: v['path'] for k, v in pushes.items()},
+      'segments': ({'count': _prop(segments, 'num_segments'),
+                    'path': _prop(segments, 'pushed_destination') or segments.uri}
+                   if segments is not None else None),
       'components': {n: {'state': v['state'], 'seconds': round(v['seconds'], 1)}
                      for n, v in nodes.items()},
       'wall_seconds': round(time.time() - started, 1),
@@ -252,5 +256,7 @@ def format_summary(summary: Dict[str, Any], paths: OutputPaths) -> str:
     lines.append(f"  ranking:   rmse {k.get('rmse', float('nan')):.3f}  blessed={k['blessed']}")
   for kind, path in summary['pushed_paths'].items():
     lines.append(f'  pushed {kind}: {path}' if path else f'  pushed {kind}: nothing')
+  if summary.get('segments'):
+    lines.append(f"  segments: {summary['segments']['count']} in {summary['segments']['path']}")
   lines.append(f'  metrics: {paths.metrics_path}   log: {paths.log_path}')
   return '\n'.join(lines)
