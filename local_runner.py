@@ -76,7 +76,7 @@ def main(argv=None) -> int:
   started = time.time()
   error = None
   print(f'Running {PIPELINE_NAME} on {args.data_dir} -> {out}')
-  with run_summary.progress_printer(paths.log_path):
+  with run_summary.progress_printer(paths.log_path, paths.metadata_path):
     try:
       tfx.orchestration.LocalDagRunner().run(pipeline)
     except Exception as e:  # pylint: disable=broad-except; reported with its component

@@ -5,6 +5,8 @@ pipeline. Serving applies the same layer to the features it looks up, so trainin
 share one transformation.
 """
 import dataclasses
+import json
+import os
 import re
 from typing import Dict, Iterable, List, Optional
 
@@ -156,3 +158,10 @@ def table_keys(tft_output: tft.TFTransformOutput, id_key: str, prefix: str) -> L
   """The raw keys of one side: its id and its prefixed feature columns."""
   raw = tft_output.raw_feature_spec()
   return [id_key] + [k for k in sorted(raw) if k.startswith(prefix)]
+
+
+def write_history(model_run_dir: str, history: Dict[str, List[float]]) -> None:
+  """Keeps the Keras history of a Trainer in its ModelRun artifact (the run report plots it)."""
+  tf.io.gfile.makedirs(model_run_dir)
+  with tf.io.gfile.GFile(os.path.join(model_run_dir, 'history.json'), 'w') as f:
+    json.dump(history, f)

@@ -10,6 +10,9 @@ from typing import Dict, List
 import numpy as np
 import tensorflow as tf
 
+from models import data
+from pipeline import features as F
+
 
 class FeatureStore(tf.Module):
   """Maps a batch of ids to a dict of raw features shaped like the parsed raw examples."""
@@ -84,3 +87,15 @@ def _as_raw(values: tf.Tensor, present: tf.Tensor, spec) -> tf.Tensor:
   indices = tf.concat([rows, tf.zeros_like(rows)], axis=1)
   return tf.sparse.SparseTensor(indices, tf.boolean_mask(values, present),
                                 tf.stack([batch, tf.constant(1, tf.int64)]))
+
+
+def build_stores(train_files, tft_output):
+  """User and item feature stores from the users and items splits."""
+  raw_spec = tft_output.raw_feature_spec()
+  stores = {}
+  for split, id_key, prefix in ((F.USERS, F.USER_ID, F.USER_PREFIX),
+                                (F.ITEMS, F.ITEM_ID, F.ITEM_PREFIX)):
+    keys = data.table_keys(tft_output, id_key, prefix)
+    table = data.read_table(data.split_files(train_files, split), keys)
+    stores[split] = FeatureStore(id_key, table, raw_spec, name=f'{split}_store')
+  return stores[F.USERS], stores[F.ITEMS]

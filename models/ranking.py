@@ -15,11 +15,10 @@ import tf_keras as keras
 from absl import logging
 
 from models import data
-from models.feature_store import FeatureStore
-from models.retrieval import _write_history, build_stores
+from models.feature_store import FeatureStore, build_stores
 from models.towers import Encoder, mlp
 from pipeline import features as F
-from pipeline.configs import RankingConfig
+from pipeline.configs import RankingConfig, config_from_dict
 
 SIGNATURE = 'rank'
 OUTPUT = 'rating'
@@ -133,15 +132,14 @@ def train(fn_args, tft_output: tft.TFTransformOutput, config: RankingConfig):
 def run_fn(fn_args) -> None:
   """TFX Trainer entry point (referenced as 'models.ranking.run_fn')."""
   custom = fn_args.custom_config or {}
-  config = RankingConfig(**{k: tuple(v) if isinstance(v, list) else v
-                            for k, v in custom.get('ranking', {}).items()})
+  config = config_from_dict(RankingConfig, custom.get('ranking', {}))
   tft_output = tft.TFTransformOutput(fn_args.transform_output)
   if F.RATING_XF not in tft_output.transformed_feature_spec():
     raise ValueError('the interactions have no rating column: implicit feedback ranking is '
                      'not implemented yet')
   model, history = train(fn_args, tft_output, config)
-  users, items = build_stores(fn_args, tft_output)
+  users, items = build_stores(fn_args.train_files, tft_output)
   serving = RankingServing(model, tft_output.transform_features_layer(), users, items)
   tf.saved_model.save(serving, fn_args.serving_model_dir, signatures=serving.signatures())
-  _write_history(fn_args.model_run_dir, history)
+  data.write_history(fn_args.model_run_dir, history)
   logging.info('Ranking model exported to %s', fn_args.serving_model_dir)

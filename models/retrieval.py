@@ -5,9 +5,7 @@ items appear as in-batch negatives more often than their share of the catalogue 
 the correction removes that bias). The export scores the whole catalogue with a BruteForce
 index (loads in any TF Serving) or ScaNN (needs ScaNN's ops at serving time).
 """
-import json
-import os
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Optional
 
 import numpy as np
 import tensorflow as tf
@@ -17,10 +15,10 @@ import tf_keras as keras
 from absl import logging
 
 from models import data
-from models.feature_store import FeatureStore
+from models.feature_store import FeatureStore, build_stores
 from models.towers import Tower
 from pipeline import features as F
-from pipeline.configs import RetrievalConfig
+from pipeline.configs import RetrievalConfig, config_from_dict
 
 SIGNATURE = 'retrieve'
 
@@ -141,18 +139,6 @@ class RetrievalServing(tf.Module):
     }
 
 
-def build_stores(fn_args, tft_output: tft.TFTransformOutput):
-  """User and item feature stores from the users and items splits."""
-  raw_spec = tft_output.raw_feature_spec()
-  stores = {}
-  for split, id_key, prefix in ((F.USERS, F.USER_ID, F.USER_PREFIX),
-                                (F.ITEMS, F.ITEM_ID, F.ITEM_PREFIX)):
-    keys = data.table_keys(tft_output, id_key, prefix)
-    table = data.read_table(data.split_files(fn_args.train_files, split), keys)
-    stores[split] = FeatureStore(id_key, table, raw_spec, name=f'{split}_store')
-  return stores[F.USERS], stores[F.ITEMS]
-
-
 def train(fn_args, tft_output: tft.TFTransformOutput, config: RetrievalConfig):
   """Fits the two-tower model on the train split; returns (model, history dict)."""
   user_spec = data.side_spec(tft_output, F.USER_ID, F.USER_PREFIX)
@@ -171,11 +157,10 @@ def train(fn_args, tft_output: tft.TFTransformOutput, config: RetrievalConfig):
 def run_fn(fn_args) -> None:
   """TFX Trainer entry point (referenced as 'models.retrieval.run_fn')."""
   custom = fn_args.custom_config or {}
-  config = RetrievalConfig(**{k: tuple(v) if isinstance(v, list) else v
-                              for k, v in custom.get('retrieval', {}).items()})
+  config = config_from_dict(RetrievalConfig, custom.get('retrieval', {}))
   tft_output = tft.TFTransformOutput(fn_args.transform_output)
   model, history = train(fn_args, tft_output, config)
-  users, items = build_stores(fn_args, tft_output)
+  users, items = build_stores(fn_args.train_files, tft_output)
   serving = RetrievalServing(model, tft_output.transform_features_layer(), users, items,
                              k=config.top_k, index=config.index,
                              audience_k=config.audience_k)
@@ -183,11 +168,5 @@ def run_fn(fn_args) -> None:
              if config.index == 'scann' else None)
   tf.saved_model.save(serving, fn_args.serving_model_dir, signatures=serving.signatures(),
                       options=options)
-  _write_history(fn_args.model_run_dir, history)
+  data.write_history(fn_args.model_run_dir, history)
   logging.info('Retrieval model exported to %s', fn_args.serving_model_dir)
-
-
-def _write_history(model_run_dir: str, history: Dict[str, List[float]]) -> None:
-  tf.io.gfile.makedirs(model_run_dir)
-  with tf.io.gfile.GFile(os.path.join(model_run_dir, 'history.json'), 'w') as f:
-    json.dump(history, f)

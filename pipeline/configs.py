@@ -9,6 +9,11 @@ from typing import Any, Dict, Optional, Tuple
 PIPELINE_NAME = 'woonkly-recommender'
 
 
+def config_from_dict(cls, values: Dict[str, Any]):
+  """A config dataclass from its JSON form (custom_config turns tuples into lists)."""
+  return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+
+
 @dataclasses.dataclass(frozen=True)
 class RetrievalConfig:
   """Hyper-parameters of the two-tower retrieval model (QUALITY-NOTES.md has the search)."""

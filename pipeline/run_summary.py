@@ -11,6 +11,7 @@ import logging
 import os
 import re
 import sys
+import threading
 import time
 from typing import Any, Dict, List, Optional
 
@@ -54,34 +55,55 @@ class OutputPaths:
     return os.path.join(self.root, 'run.log')
 
 
-class _ProgressFilter(logging.Filter):
-  """Turns the launcher's 'Component X is running/finished' records into short lines."""
-  _PATTERN = re.compile(r'Component (\S+) is (running|finished)')
+class _ProgressWatcher(threading.Thread):
+  """Prints a line whenever a component of the current run changes state.
 
-  def filter(self, record: logging.LogRecord) -> bool:
-    match = self._PATTERN.search(record.getMessage())
-    if not match:
-      return False
-    node, what = match.groups()
-    record.msg, record.args = f'{time.strftime("%H:%M:%S")}  {node:<28} {what}', None
-    return True
+  It polls the ML Metadata store rather than the log: libraries loaded during the run
+  (TensorFlow, Beam) reconfigure Python logging, so log records are not a reliable signal.
+  """
+
+  def __init__(self, metadata_path: str, started: float, stream, interval: float = 2.0):
+    super().__init__(daemon=True)
+    self.metadata_path, self.started, self.stream = metadata_path, started, stream
+    self.interval = interval
+    self.done = threading.Event()
+    self.states: Dict[str, str] = {}
+
+  def run(self) -> None:
+    while not self.done.wait(self.interval):
+      self.poll()
+    self.poll()
+
+  def poll(self) -> None:
+    try:
+      nodes = read_run(self.metadata_path) if os.path.exists(self.metadata_path) else {}
+    except Exception:  # pylint: disable=broad-except; the store may be busy: next poll
+      return
+    for node, info in nodes.items():
+      if info['created'] < self.started or self.states.get(node) == info['state']:
+        continue
+      self.states[node] = info['state']
+      print(f'{time.strftime("%H:%M:%S")}  {node:<28} {info["state"]}', file=self.stream,
+            flush=True)
 
 
 @contextlib.contextmanager
-def progress_printer(log_path: str, stream=None):
+def progress_printer(log_path: str, metadata_path: str, stream=None):
   """Prints component progress to ``stream``; the full log goes to ``log_path``."""
   root = logging.getLogger()
   os.makedirs(os.path.dirname(log_path), exist_ok=True)
   file_handler = logging.FileHandler(log_path, mode='w')
   file_handler.setFormatter(logging.Formatter('%(asctime)s %(levelname)s %(name)s %(message)s'))
-  progress = logging.StreamHandler(stream or sys.stdout)
-  progress.addFilter(_ProgressFilter())
   saved = (root.level, list(root.handlers))
-  root.handlers = [file_handler, progress]
+  root.handlers = [file_handler]
   root.setLevel(logging.INFO)
+  watcher = _ProgressWatcher(metadata_path, time.time() - 1, stream or sys.stdout)
+  watcher.start()
   try:
     yield
   finally:
+    watcher.done.set()
+    watcher.join()
     root.handlers = saved[1]
     root.setLevel(saved[0])
     file_handler.close()
@@ -138,6 +160,7 @@ def read_run(metadata_path: str, run_id: Optional[str] = None) -> Dict[str, Dict
                     - execution.create_time_since_epoch) / 1000.0,
         'outputs': outputs,
         'run_id': run.name,
+        'created': execution.create_time_since_epoch / 1000.0,
     }
   return nodes
 

@@ -93,3 +93,24 @@ def test_other_feature_columns_and_numeric_ids_run_unchanged(tmp_path):
                   'item__price_xf', 'user__country_xf', 'user__age_xf'):
     assert feature in spec, feature
   assert spec['item__creator_id_xf'].dtype == tf.int64  # *_id columns are categorical
+
+
+@pytest.mark.parametrize('user', ['', 'x' * 10_000, 'José-ñ-用户-🙂'])
+def test_odd_ids_get_an_answer(movielens_run, user):
+  _, out, _ = movielens_run
+  retrieval, ranking = _latest(out, 'retrieval'), _latest(out, 'ranking')
+  found = retrieval.signatures['retrieve'](user_id=tf.constant([user]))
+  assert found['item_ids'].shape == (1, 100)
+  assert np.all(np.isfinite(found['scores'].numpy()))
+  rating = ranking.signatures['rank'](user_id=tf.constant([user]), item_id=tf.constant([user]))
+  assert np.isfinite(rating['rating'].numpy()).all()
+  audience = retrieval.signatures['audience'](item_id=tf.constant([user]))
+  assert np.isfinite(audience['scores'].numpy()).all()
+
+
+def test_a_batch_of_ten_thousand_users(movielens_run):
+  _, out, _ = movielens_run
+  retrieval = _latest(out, 'retrieval')
+  users = tf.constant([str(u % 1200) for u in range(10_000)])
+  found = retrieval.signatures['retrieve'](user_id=users)
+  assert found['item_ids'].shape == (10_000, 100)

@@ -80,11 +80,17 @@ def test_a_killed_run_resumes_from_the_finished_components(tmp_path):
   env = dict(os.environ, TF_USE_LEGACY_KERAS='1')
   process = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL)
-  log = os.path.join(out, 'run.log')
+  metadata = run_summary.OutputPaths(out).metadata_path
+
+  def training():
+    try:
+      nodes = run_summary.read_run(metadata) if os.path.exists(metadata) else {}
+    except Exception:  # pylint: disable=broad-except; the store is being written
+      return False
+    return any(n.endswith('Trainer') and v['state'] == 'running' for n, v in nodes.items())
+
   deadline = time.time() + 600
-  while time.time() < deadline and process.poll() is None:
-    if os.path.exists(log) and 'Trainer is running' in open(log).read():
-      break
+  while time.time() < deadline and process.poll() is None and not training():
     time.sleep(1)
   assert process.poll() is None, 'the run ended before training started'
   process.send_signal(signal.SIGKILL)

@@ -119,3 +119,18 @@ def test_column_kinds():
   for row in ({'a': '1', 'b': 'x', 'creator_id': '7'}, {'a': '', 'b': '2', 'creator_id': '8'}):
     acc = kinds.add_input(acc, row)
   assert kinds.extract_output(acc) == {'a': 'numeric', 'b': 'text', 'creator_id': 'text'}
+
+
+def test_duplicate_interactions_are_kept(tiny_tables):
+  """A repeated (user, item) row is a repeated engagement (a re-watch, a second like)."""
+  write(tiny_tables / 'interactions.csv', 'user_id,item_id,rating,timestamp\n'
+        '1,10,5,100\n1,10,4,200\n')
+  out = _run(_files(tiny_tables))
+  assert sorted(r[F.TIMESTAMP] for r in out['train']) == [100, 200]
+
+
+def test_an_extra_interaction_column_is_ignored(tiny_tables):
+  write(tiny_tables / 'interactions.csv', 'user_id,item_id,rating,timestamp,device\n'
+        '1,10,5,100,phone\n')
+  out = _run(_files(tiny_tables))
+  assert 'device' not in out['train'][0] and out['train'][0][F.ITEM_ID] == '10'

@@ -236,6 +236,27 @@ def _read_table(pipeline: beam.Pipeline, label: str, files: List[str],
                             for line, row in read_csv_rows(path, max_field_chars))))
 
 
+def _side_table(pipeline: beam.Pipeline, label: str, files: List[str], id_column: str,
+                prefix: str, max_chars: int) -> beam.PCollection:
+  """(id, typed features keyed with ``prefix``) of each row of items.csv or users.csv.
+
+  Ids must be unique; which columns are numeric is decided over the whole table first.
+  """
+  rows = _read_table(pipeline, label, files, max_chars)
+  by_id = (rows
+           | f'Key{label}' >> beam.Map(_key_row, id_column)
+           | f'Group{label}' >> beam.GroupByKey()
+           | f'Unique{label}' >> beam.Map(_check_unique, files[0], id_column))
+  kinds = (rows | f'{label}Values' >> beam.Map(lambda r: r[2])
+           | f'{label}Kinds' >> beam.CombineGlobally(ColumnKinds()))
+  _ = (by_id | f'Count{label}' >> beam.combiners.Count.Globally()
+       | f'Require{label}' >> beam.Map(_require_rows, label.lower(), files))
+  return by_id | f'{label}Features' >> beam.Map(
+      lambda kv, column_kinds: (kv[0], encode_features(kv[1], column_kinds, prefix,
+                                                       (id_column,))),
+      beam.pvalue.AsSingleton(kinds))
+
+
 def _require_rows(count: int, label: str, files: List[str]) -> None:
   if count == 0:
     raise InputDataError(f'{", ".join(files)}: no data rows (only a header, or empty); '
@@ -282,36 +303,10 @@ def build_splits(pipeline: beam.Pipeline, files: Dict[str, List[str]],
   check_tables(files)
   max_chars = options['max_field_chars']
 
-  items = _read_table(pipeline, 'Items', files['items'], max_chars)
-  items_by_id = (items
-                 | 'KeyItems' >> beam.Map(_key_row, F.ITEM_ID)
-                 | 'GroupItems' >> beam.GroupByKey()
-                 | 'UniqueItems' >> beam.Map(_check_unique, files['items'][0], F.ITEM_ID))
-  item_kinds = (items | 'ItemRows' >> beam.Map(lambda r: r[2])
-                | 'ItemKinds' >> beam.CombineGlobally(ColumnKinds()))
-  _ = (items_by_id | 'CountItems' >> beam.combiners.Count.Globally()
-       | 'RequireItems' >> beam.Map(_require_rows, 'items', files['items']))
-  item_features = (items_by_id
-                   | 'ItemFeatures' >> beam.Map(
-                       lambda kv, kinds: (kv[0], encode_features(kv[1], kinds, F.ITEM_PREFIX,
-                                                                 (F.ITEM_ID,))),
-                       beam.pvalue.AsSingleton(item_kinds)))
-
-  if files.get('users'):
-    users = _read_table(pipeline, 'Users', files['users'], max_chars)
-    users_by_id = (users
-                   | 'KeyUsers' >> beam.Map(_key_row, F.USER_ID)
-                   | 'GroupUsers' >> beam.GroupByKey()
-                   | 'UniqueUsers' >> beam.Map(_check_unique, files['users'][0], F.USER_ID))
-    user_kinds = (users | 'UserRows' >> beam.Map(lambda r: r[2])
-                  | 'UserKinds' >> beam.CombineGlobally(ColumnKinds()))
-    user_features = (users_by_id
-                     | 'UserFeatures' >> beam.Map(
-                         lambda kv, kinds: (kv[0], encode_features(
-                             kv[1], kinds, F.USER_PREFIX, (F.USER_ID,))),
-                         beam.pvalue.AsSingleton(user_kinds)))
-  else:
-    user_features = None
+  item_features = _side_table(pipeline, 'Items', files['items'], F.ITEM_ID, F.ITEM_PREFIX,
+                              max_chars)
+  user_features = (_side_table(pipeline, 'Users', files['users'], F.USER_ID, F.USER_PREFIX,
+                               max_chars) if files.get('users') else None)
 
   def interactions(label: str, split_files: List[str]) -> beam.PCollection:
     return (_read_table(pipeline, label, split_files, max_chars)

@@ -1,0 +1,1 @@
+"""FeedModelBuilder: retrieval + seen-item removal + ranking composed into one SavedModel."""

@@ -1,0 +1,80 @@
+"""FeedModelBuilder component: "what should this user see next?" as one servable model.
+
+Inputs: the retrieval and ranking Trainers' models, the ExampleGen output (items: the
+catalogue; users; train: what each user has seen and item popularity; eval: the feed
+metrics) and, optionally, each model's blessing. Outputs: ``model`` (a SavedModel at
+<uri>/Format-Serving like a Trainer's, signature ``recommend``), ``evaluation``
+(feed_metrics.json) and ``blessing`` (blessed iff every input blessing wired in is blessed).
+executor.py describes the model.
+"""
+from typing import Optional
+
+from tfx import types
+from tfx.dsl.components.base import base_component
+from tfx.dsl.components.base import executor_spec
+from tfx.types import standard_artifacts
+from tfx.types.component_spec import ChannelParameter
+from tfx.types.component_spec import ExecutionParameter
+
+from components.feed_model import executor
+
+
+class FeedModelBuilderSpec(types.ComponentSpec):
+  PARAMETERS = {
+      'k': ExecutionParameter(type=int),
+      'candidates': ExecutionParameter(type=int),
+      'index': ExecutionParameter(type=str),  # 'brute_force' | 'scann'
+      'margin_cap': ExecutionParameter(type=int),
+      'max_eval_users': ExecutionParameter(type=int),
+      # Not read by the executor: a hash of the code, so that a code change invalidates the
+      # cached result (pass pipeline.code_fingerprint('components', 'models')).
+      'code_version': ExecutionParameter(type=str, optional=True),
+  }
+  INPUTS = {
+      'retrieval_model': ChannelParameter(type=standard_artifacts.Model),
+      'ranking_model': ChannelParameter(type=standard_artifacts.Model),
+      'examples': ChannelParameter(type=standard_artifacts.Examples),
+      'retrieval_blessing': ChannelParameter(type=standard_artifacts.ModelBlessing,
+                                             optional=True),
+      'ranking_blessing': ChannelParameter(type=standard_artifacts.ModelBlessing,
+                                           optional=True),
+  }
+  OUTPUTS = {
+      'model': ChannelParameter(type=standard_artifacts.Model),
+      'evaluation': ChannelParameter(type=standard_artifacts.ModelEvaluation),
+      'blessing': ChannelParameter(type=standard_artifacts.ModelBlessing),
+  }
+
+
+class FeedModelBuilder(base_component.BaseComponent):
+  """Builds, exports and evaluates the feed model.
+
+  k: items per feed. candidates: retrieved unseen items scored by the ranking model.
+  index: 'brute_force' (plain TF ops, any TF Serving) or 'scann' (needs ScaNN's ops where it
+    is served). margin_cap: at most this many extra items are retrieved to make up for the
+    user's train items, which are removed. max_eval_users: score that many sampled eval users
+    for the metrics (0 = all). code_version: any string that changes with the code (caching).
+  """
+
+  SPEC_CLASS = FeedModelBuilderSpec
+  EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(executor.Executor)
+
+  def __init__(self, retrieval_model: types.BaseChannel, ranking_model: types.BaseChannel,
+               examples: types.BaseChannel,
+               retrieval_blessing: Optional[types.BaseChannel] = None,
+               ranking_blessing: Optional[types.BaseChannel] = None,
+               k: int = 10, candidates: int = 100, index: str = 'brute_force',
+               margin_cap: int = 1000, max_eval_users: int = 0, code_version: str = ''):
+    if index not in executor.INDEXES:
+      raise ValueError(f'unknown index {index!r}; expected one of {executor.INDEXES}')
+    if not 1 <= k <= candidates:
+      raise ValueError(f'need 1 <= k ({k}) <= candidates ({candidates})')
+    spec = FeedModelBuilderSpec(
+        retrieval_model=retrieval_model, ranking_model=ranking_model, examples=examples,
+        retrieval_blessing=retrieval_blessing, ranking_blessing=ranking_blessing,
+        k=int(k), candidates=int(candidates), index=index, margin_cap=int(margin_cap),
+        max_eval_users=int(max_eval_users), code_version=code_version,
+        model=types.Channel(type=standard_artifacts.Model),
+        evaluation=types.Channel(type=standard_artifacts.ModelEvaluation),
+        blessing=types.Channel(type=standard_artifacts.ModelBlessing))
+    super().__init__(spec=spec)

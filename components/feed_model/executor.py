@@ -1,0 +1,481 @@
+"""FeedModelBuilder executor: one SavedModel answering "what should this user see next?".
+
+``recommend(user_id)`` -> ``item_ids`` [batch, k] (tf.string), ``scores`` [batch, k] (float32):
+
+1. The user is embedded by the retrieval model's ``embed_users`` (from the id, or from the
+   users-split features for a user with no training interaction).
+2. A BruteForce (or ScaNN) index over the whole catalogue, embedded with ``embed_items`` at
+   build time, returns the best ``candidates + margin`` items, where margin is the largest
+   number of train items of any user (capped at ``margin_cap`` and at the catalogue size).
+3. The user's train items are removed (never returned), the first ``candidates`` remaining
+   ones are scored with the ranking model's ``rank`` signature, and the best ``k`` by
+   predicted rating are returned, best first. Scores are predicted ratings.
+4. A user unknown everywhere (neither in the users split nor in train) gets the ``k`` most
+   popular train items instead; their scores are popularity shares (the item's share of
+   the train interactions), not ratings.
+
+If a row has fewer than ``k`` unseen candidates within the searched window (only when a
+user has seen more than ``margin_cap`` items, or nearly the whole catalogue), the list ends
+with '' ids scored -inf.
+
+The two input SavedModels are loaded with ``tf.saved_model.load`` and their signatures are
+called from a new ``tf.Module``. Only the variables, tables and assets those signatures
+capture are tracked (``tracked_dependencies``), so the retrieval model's own indexes (and
+their ScaNN ops, if any) stay out; the Transform vocabularies are copied into the new
+assets/ folder by the saver. The export also gets TF Serving warm-up requests.
+
+The feed metrics come from the exported model, loaded back from disk, on the eval users.
+"""
+import dataclasses
+import json
+import math
+import os
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+import tensorflow as tf
+from absl import logging
+from tfx import types
+from tfx.dsl.components.base import base_executor
+from tfx.types import artifact_utils
+from tfx.utils import io_utils
+from tfx.utils import path_utils
+
+from components.serving_check.executor import upstream_reasons, write_blessing
+from models import data
+from models import warmup
+from pipeline import features as F
+
+SIGNATURE = 'recommend'
+METRICS_FILE = 'feed_metrics.json'
+INDEXES = ('brute_force', 'scann')
+PADDING_ID = ''
+UNKNOWN_USER_SCORES = 'popularity_share'
+METRIC_CUTOFF = 10
+
+
+# --- Pure functions --------------------------------------------------------------------------
+
+def search_window(candidates: int, max_seen: int, num_items: int,
+                  margin_cap: int = 1000) -> Tuple[int, int, int]:
+  """(candidates, margin, search_k), each capped by the catalogue size."""
+  if num_items < 1:
+    raise ValueError('the catalogue is empty')
+  candidates = max(1, min(int(candidates), num_items))
+  margin = max(0, min(int(max_seen), int(margin_cap), num_items))
+  return candidates, margin, min(candidates + margin, num_items)
+
+
+def seen_pairs(train_users: np.ndarray, train_items: np.ndarray, user_rows: Mapping[str, int],
+               item_positions: Mapping[str, int]) -> Tuple[np.ndarray, int]:
+  """Sorted unique keys ``user_row * num_items + item_position`` of the train interactions
+  (items outside the catalogue dropped), and the most items any user has seen."""
+  num_items = len(item_positions)
+  keys = [user_rows[u] * num_items + item_positions[i]
+          for u, i in zip(train_users, train_items)
+          if u in user_rows and i in item_positions]
+  keys = np.unique(np.asarray(keys, dtype=np.int64))
+  max_seen = int(np.bincount(keys // num_items).max()) if len(keys) else 0
+  return keys, max_seen
+
+
+def popular_items(train_items: np.ndarray, catalogue: np.ndarray,
+                  k: int) -> Tuple[np.ndarray, np.ndarray]:
+  """The ``k`` most frequent train items of the catalogue (ties: catalogue order) and their
+  shares of the train interactions; padded with other catalogue items (share 0)."""
+  position = {item: j for j, item in enumerate(catalogue)}
+  counts = np.zeros(len(catalogue), np.int64)
+  for item in train_items:
+    j = position.get(item)
+    if j is not None:
+      counts[j] += 1
+  order = np.lexsort((np.arange(len(catalogue)), -counts))[:k]
+  total = max(1, len(train_items))
+  return catalogue[order], (counts[order] / total).astype(np.float32)
+
+
+def seen_mask(user_rows: tf.Tensor, positions: tf.Tensor, seen_keys: tf.Tensor,
+              num_items: int) -> tf.Tensor:
+  """[batch, n] bool: whether ``positions[b, j]`` is a train item of user row ``user_rows[b]``.
+
+  ``seen_keys`` is the sorted int64 output of ``seen_pairs`` (non-empty: pad it with a key
+  larger than any pair); rows < 0 (no train interaction) and positions < 0 see nothing.
+  """
+  rows = tf.cast(user_rows, tf.int64)[:, tf.newaxis]
+  positions = tf.cast(positions, tf.int64)
+  query = rows * num_items + positions
+  flat = tf.reshape(query, [1, -1])
+  found = tf.searchsorted(seen_keys[tf.newaxis, :], flat, side='left', out_type=tf.int64)
+  found = tf.minimum(found, tf.size(seen_keys, out_type=tf.int64) - 1)
+  hit = tf.reshape(tf.equal(tf.gather(seen_keys, found[0]), flat[0]), tf.shape(query))
+  return hit & (rows >= 0) & (positions >= 0)
+
+
+def first_unseen(positions: tf.Tensor, excluded: tf.Tensor,
+                 n: int) -> Tuple[tf.Tensor, tf.Tensor]:
+  """The first ``n`` entries per row that are not excluded, in order, and a validity mask
+  (False where a row had fewer than ``n`` such entries)."""
+  order = tf.cast(tf.range(tf.shape(positions)[1]), tf.float32)
+  key = tf.where(excluded, tf.constant(-np.inf, tf.float32), -order[tf.newaxis, :])
+  values, columns = tf.math.top_k(key, k=n)
+  return tf.gather(positions, columns, batch_dims=1), tf.math.is_finite(values)
+
+
+def hit_rate(feeds: Mapping[str, Sequence[str]], eval_users: Sequence[str],
+             eval_items: Sequence[str], cutoff: int = METRIC_CUTOFF) -> float:
+  """Share of eval interactions (u, i) with i in the first ``cutoff`` items of u's feed."""
+  if not len(eval_users):
+    return 0.0
+  tops = {u: set(list(feed)[:cutoff]) for u, feed in feeds.items()}
+  hits = sum(1 for u, i in zip(eval_users, eval_items) if i in tops.get(u, ()))
+  return hits / len(eval_users)
+
+
+def ndcg(feeds: Mapping[str, Sequence[str]], eval_users: Sequence[str],
+         eval_items: Sequence[str], gains: Sequence[float],
+         cutoff: int = METRIC_CUTOFF) -> float:
+  """Mean over eval users of DCG@cutoff / ideal DCG@cutoff, the eval rating being the gain.
+
+  DCG = sum over feed positions p = 1.. of gain(item) / log2(p + 1) (0 for items not in the
+  user's eval set; an item repeated in the feed counts once). The ideal DCG sorts the user's
+  eval items by gain (the highest gain of an item rated twice), capped at ``cutoff``. Users
+  whose eval gains are all <= 0 are left out; users without a feed count as 0.
+  """
+  relevance: Dict[str, Dict[str, float]] = {}
+  for u, i, g in zip(eval_users, eval_items, gains):
+    user = relevance.setdefault(u, {})
+    user[i] = max(float(g), user.get(i, -math.inf))
+  scores = []
+  for u, rel in relevance.items():
+    ideal = sorted(rel.values(), reverse=True)[:cutoff]
+    idcg = sum(g / math.log2(p + 2) for p, g in enumerate(ideal) if g > 0)
+    if idcg <= 0:
+      continue
+    dcg, counted = 0.0, set()
+    for p, item in enumerate(list(feeds.get(u, ()))[:cutoff]):
+      if item in rel and item not in counted:
+        counted.add(item)
+        dcg += rel[item] / math.log2(p + 2)
+    scores.append(dcg / idcg)
+  return float(np.mean(scores)) if scores else 0.0
+
+
+# --- Composing the loaded models -------------------------------------------------------------
+
+def _descendants(root) -> List[Any]:
+  # pylint: disable=g-direct-tensorflow-import,protected-access
+  # No public API lists a loaded object's children for SavedModel export.
+  from tensorflow.python.trackable import base as trackable_base
+  found, seen, queue = [], set(), [root]
+  while queue:
+    obj = queue.pop()
+    if id(obj) in seen or not isinstance(obj, trackable_base.Trackable):
+      continue
+    seen.add(id(obj))
+    found.append(obj)
+    try:
+      children = obj._trackable_children(save_type=trackable_base.SaveType.SAVEDMODEL)
+    except Exception:  # pylint: disable=broad-except; a leaf that cannot list children
+      children = {}
+    queue.extend(children.values())
+  return found
+
+
+def tracked_dependencies(root, functions: Sequence[Any]) -> List[Any]:
+  """What a new module must track to re-save ``functions`` of the loaded SavedModel ``root``.
+
+  Re-saving requires every resource a function captures (variables, hash tables,
+  Transform's vocabulary tables) to be reachable from the new root; the assets are tracked
+  too, for the tables' initialisers. Tracking only these instead of ``root`` keeps what the
+  functions do not use (the retrieval model's candidate and audience indexes) out. Falls
+  back to ``[root]`` when a captured resource cannot be attributed to an object.
+  """
+  objects = _descendants(root)
+  by_tensor: Dict[int, Any] = {}
+  for obj in objects:
+    for attr in ('handle', 'resource_handle', 'asset_path'):
+      try:
+        value = getattr(obj, attr, None)
+      except Exception:  # pylint: disable=broad-except; some properties raise when unset
+        value = None
+      if isinstance(value, tf.Tensor):
+        by_tensor[id(value)] = obj
+  keep: Dict[int, Any] = {}
+  for function in functions:
+    for captured in function.captured_inputs:
+      owner = by_tensor.get(id(captured))
+      if owner is not None:
+        keep[id(owner)] = owner
+      elif captured.dtype == tf.resource:
+        logging.warning('A captured resource of %s has no owner; tracking the whole model',
+                        getattr(function, 'name', function))
+        return [root]
+  for obj in objects:
+    if isinstance(obj, tf.saved_model.Asset):
+      keep[id(obj)] = obj
+  return list(keep.values())
+
+
+class _Untracked:
+  """Holds callables without making them part of the saved object graph."""
+
+  def __init__(self, **functions):
+    self.__dict__.update(functions)
+
+
+class FeedServing(tf.Module):
+  """The feed SavedModel's root: retrieval, seen-item removal, ranking, popularity fallback."""
+
+  def __init__(self, embed_users, rank, dependencies: Sequence[Any], catalogue: np.ndarray,
+               item_embeddings: np.ndarray, known_users: np.ndarray, seen_keys: np.ndarray,
+               popular_ids: np.ndarray, popular_scores: np.ndarray, k: int, candidates: int,
+               search_k: int, index: str = 'brute_force'):
+    super().__init__(name='feed')
+    import tensorflow_recommenders as tfrs
+    if index not in INDEXES:
+      raise ValueError(f'unknown index {index!r}; expected one of {INDEXES}')
+    num_items = len(catalogue)
+    if not 1 <= k <= candidates <= search_k <= num_items:
+      raise ValueError(f'need 1 <= k ({k}) <= candidates ({candidates}) <= search_k '
+                       f'({search_k}) <= catalogue size ({num_items})')
+    if len(popular_ids) != k:
+      raise ValueError(f'{len(popular_ids)} popular items for k={k}')
+    self._models = list(dependencies)
+    self._fns = _Untracked(embed_users=embed_users, rank=rank)
+    self.k, self.candidates, self.search_k, self.num_items = k, candidates, search_k, num_items
+    self.catalogue = tf.Variable(catalogue.astype(str), dtype=tf.string, trainable=False,
+                                 name='catalogue')
+    self.user_rows = tf.lookup.StaticHashTable(
+        tf.lookup.KeyValueTensorInitializer(
+            tf.constant(known_users.astype(str), tf.string),
+            tf.range(len(known_users), dtype=tf.int64)), default_value=-1)
+    padded = np.append(np.asarray(seen_keys, np.int64), np.iinfo(np.int64).max)
+    self.seen_keys = tf.Variable(padded, dtype=tf.int64, trainable=False, name='seen_keys')
+    self.popular_ids = tf.Variable(popular_ids.astype(str), dtype=tf.string, trainable=False,
+                                   name='popular_ids')
+    self.popular_scores = tf.Variable(popular_scores.astype(np.float32), trainable=False,
+                                      name='popular_scores')
+    embeddings = tf.constant(item_embeddings, tf.float32)
+    if index == 'scann':
+      leaves = max(1, int(np.sqrt(num_items)))
+      # Search enough leaves to hold the window several times over.
+      to_search = min(leaves, max(1, int(np.ceil(leaves * min(1.0, 4.0 * search_k / num_items)))))
+      self.index = tfrs.layers.factorized_top_k.ScaNN(
+          k=search_k, num_leaves=leaves, num_leaves_to_search=to_search)
+    else:
+      self.index = tfrs.layers.factorized_top_k.BruteForce(k=search_k)
+    self.index.index(embeddings)  # identifiers: catalogue positions
+
+  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='user_id')])
+  def recommend(self, user_id):
+    """The best k unseen items per user, best first, with their predicted ratings."""
+    batch = tf.shape(user_id)[0]
+    embeddings = self._fns.embed_users(user_id=user_id)['embeddings']
+    _, positions = self.index(embeddings, k=self.search_k)
+    positions = tf.cast(positions, tf.int64)
+    rows = self.user_rows.lookup(user_id)
+    excluded = seen_mask(rows, positions, self.seen_keys, self.num_items) | (positions < 0)
+    candidates, valid = first_unseen(positions, excluded, self.candidates)
+    candidate_ids = tf.gather(self.catalogue, tf.maximum(candidates, 0))
+    rating = self._fns.rank(user_id=tf.repeat(user_id, self.candidates),
+                            item_id=tf.reshape(candidate_ids, [-1]))['rating']
+    rating = tf.where(valid, tf.reshape(rating, [batch, self.candidates]),
+                      tf.constant(-np.inf, tf.float32))
+    scores, columns = tf.math.top_k(rating, k=self.k)
+    item_ids = tf.gather(candidate_ids, columns, batch_dims=1)
+    item_ids = tf.where(tf.math.is_finite(scores), item_ids, PADDING_ID)
+    known = (rows >= 0)[:, tf.newaxis]
+    popular_ids = tf.broadcast_to(self.popular_ids[tf.newaxis, :], [batch, self.k])
+    popular_scores = tf.broadcast_to(self.popular_scores[tf.newaxis, :], [batch, self.k])
+    return {'item_ids': tf.where(known, item_ids, popular_ids),
+            'scores': tf.where(known, scores, popular_scores)}
+
+
+@dataclasses.dataclass
+class FeedData:
+  """What the feed model is built and evaluated from (str arrays)."""
+  catalogue: np.ndarray
+  users: np.ndarray  # the users split
+  train_users: np.ndarray
+  train_items: np.ndarray
+  eval_users: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros([0], str))
+  eval_items: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros([0], str))
+  eval_gains: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros([0], np.float32))
+
+  @property
+  def known_users(self) -> np.ndarray:
+    return np.unique(np.concatenate([self.users, self.train_users]).astype(str))
+
+
+def _embed(fn, ids: np.ndarray, batch: int = 4096) -> np.ndarray:
+  parts = [fn(item_id=tf.constant(ids[i:i + batch]))['embeddings'].numpy()
+           for i in range(0, len(ids), batch)]
+  return np.concatenate(parts).astype(np.float32)
+
+
+def _signature(model, name: str, where: str):
+  if name not in model.signatures:
+    raise ValueError(f'the {where} model has no {name!r} signature '
+                     f'(it has {sorted(model.signatures)})')
+  return model.signatures[name]
+
+
+def build_feed(retrieval, ranking, feed_data: FeedData, k: int = 10, candidates: int = 100,
+               index: str = 'brute_force', margin_cap: int = 1000) -> Tuple[FeedServing,
+                                                                            Dict[str, Any]]:
+  """The feed module from two loaded SavedModels; and what was chosen (sizes, margin)."""
+  catalogue = np.asarray(feed_data.catalogue).astype(str)
+  if len(set(catalogue.tolist())) != len(catalogue):
+    raise ValueError('the items split repeats item ids')
+  embed_users = _signature(retrieval, 'embed_users', 'retrieval')
+  embed_items = _signature(retrieval, 'embed_items', 'retrieval')
+  rank = _signature(ranking, 'rank', 'ranking')
+  known = feed_data.known_users
+  user_rows = {u: r for r, u in enumerate(known)}
+  item_positions = {i: j for j, i in enumerate(catalogue)}
+  keys, max_seen = seen_pairs(np.asarray(feed_data.train_users).astype(str),
+                              np.asarray(feed_data.train_items).astype(str),
+                              user_rows, item_positions)
+  candidates, margin, search_k = search_window(candidates, max_seen, len(catalogue),
+                                               margin_cap)
+  k = max(1, min(int(k), candidates))
+  popular_ids, popular_scores = popular_items(
+      np.asarray(feed_data.train_items).astype(str), catalogue, k)
+  dependencies = (tracked_dependencies(retrieval, [embed_users])
+                  + tracked_dependencies(ranking, [rank]))
+  module = FeedServing(embed_users, rank, dependencies, catalogue,
+                       _embed(embed_items, catalogue), known, keys, popular_ids,
+                       popular_scores, k=k, candidates=candidates, search_k=search_k,
+                       index=index)
+  info = {'k': k, 'candidates': candidates, 'margin': margin, 'search_k': search_k,
+          'max_seen': max_seen, 'catalogue_size': len(catalogue), 'known_users': len(known),
+          'index': index, 'unknown_user_scores': UNKNOWN_USER_SCORES}
+  return module, info
+
+
+def warmup_users(feed_data: FeedData, n: int = 3) -> np.ndarray:
+  """A few train users, a user known only from the users split, and an unknown id."""
+  train = sorted(set(np.asarray(feed_data.train_users).astype(str).tolist()))
+  new = sorted(set(np.asarray(feed_data.users).astype(str).tolist()) - set(train))
+  unknown = '__warmup_unknown_user__'
+  return np.array(train[:n] + new[:1] + [unknown], dtype=object)
+
+
+def export_feed_model(retrieval_dir: str, ranking_dir: str, export_dir: str,
+                      feed_data: FeedData, k: int = 10, candidates: int = 100,
+                      index: str = 'brute_force', margin_cap: int = 1000) -> Dict[str, Any]:
+  """Loads both SavedModels, saves the feed model to ``export_dir`` with warm-up requests."""
+  retrieval = tf.saved_model.load(retrieval_dir)
+  ranking = tf.saved_model.load(ranking_dir)
+  module, info = build_feed(retrieval, ranking, feed_data, k=k, candidates=candidates,
+                            index=index, margin_cap=margin_cap)
+  options = (tf.saved_model.SaveOptions(namespace_whitelist=['Scann'])
+             if index == 'scann' else None)
+  tf.saved_model.save(module, export_dir,
+                      signatures={SIGNATURE: module.recommend.get_concrete_function()},
+                      options=options)
+  warmup.write_warmup_requests(export_dir, SIGNATURE, {'user_id': warmup_users(feed_data)})
+  logging.info('Feed model exported to %s: %s', export_dir, info)
+  return info
+
+
+def recommend_all(model, users: np.ndarray, batch: int = 256) -> Dict[str, List[str]]:
+  """user -> feed (item ids, best first, padding dropped) from a loaded feed model."""
+  fn = model.signatures[SIGNATURE]
+  feeds: Dict[str, List[str]] = {}
+  for start in range(0, len(users), batch):
+    chunk = users[start:start + batch]
+    ids = fn(user_id=tf.constant(chunk.astype(str)))['item_ids'].numpy()
+    for u, row in zip(chunk, ids):
+      feeds[str(u)] = [i.decode() for i in row if i]
+  return feeds
+
+
+def evaluate_feed(export_dir: str, feed_data: FeedData, cutoff: int = METRIC_CUTOFF,
+                  max_users: int = 0, seed: int = 42) -> Dict[str, Any]:
+  """hit_rate_at_10 and ndcg_at_10 of the exported feed model on the eval interactions."""
+  eval_users = np.asarray(feed_data.eval_users).astype(str)
+  eval_items = np.asarray(feed_data.eval_items).astype(str)
+  gains = np.asarray(feed_data.eval_gains, dtype=np.float64)
+  users = np.unique(eval_users)
+  if max_users and len(users) > max_users:
+    users = np.sort(np.random.default_rng(seed).choice(users, max_users, replace=False))
+    keep = np.isin(eval_users, users)
+    eval_users, eval_items, gains = eval_users[keep], eval_items[keep], gains[keep]
+  model = tf.saved_model.load(export_dir)
+  feeds = recommend_all(model, users)
+  known = set(feed_data.known_users.tolist())
+  return {
+      f'hit_rate_at_{METRIC_CUTOFF}': hit_rate(feeds, eval_users, eval_items, cutoff),
+      f'ndcg_at_{METRIC_CUTOFF}': ndcg(feeds, eval_users, eval_items, gains, cutoff),
+      'eval_users': int(len(users)),
+      'eval_interactions': int(len(eval_users)),
+      'unknown_eval_users': int(sum(1 for u in users if u not in known)),
+      'cutoff': int(cutoff),
+  }
+
+
+# --- Reading the Examples artifact -----------------------------------------------------------
+
+def read_feed_data(examples: Sequence[types.Artifact]) -> FeedData:
+  """The catalogue, users, train pairs and eval triples of an ExampleGen output."""
+  def read(split, keys):
+    files = [io_utils.all_files_pattern(uri)
+             for uri in artifact_utils.get_split_uris(examples, split)]
+    return data.read_table(files, keys)
+
+  def strings(values):
+    values = np.asarray(values, dtype=object)
+    return values[values != None].astype(str)  # noqa: E711 (an object array)
+
+  train = read(F.TRAIN, [F.USER_ID, F.ITEM_ID])
+  evaluation = read(F.EVAL, [F.USER_ID, F.ITEM_ID, F.RATING])
+  rated = evaluation[F.RATING + '?']
+  gains = np.where(rated, np.array([v if v is not None else 0.0 for v in evaluation[F.RATING]],
+                                   dtype=np.float64), 1.0) if rated.any() else \
+      np.ones(len(rated), np.float64)
+  return FeedData(
+      catalogue=strings(read(F.ITEMS, [F.ITEM_ID])[F.ITEM_ID]),
+      users=strings(read(F.USERS, [F.USER_ID])[F.USER_ID]),
+      train_users=train[F.USER_ID].astype(str), train_items=train[F.ITEM_ID].astype(str),
+      eval_users=evaluation[F.USER_ID].astype(str), eval_items=evaluation[F.ITEM_ID].astype(str),
+      eval_gains=gains)
+
+
+class Executor(base_executor.BaseExecutor):
+  """Builds and exports the feed model, evaluates it, and passes the upstream blessings on."""
+
+  def Do(self, input_dict: Dict[str, List[types.Artifact]],
+         output_dict: Dict[str, List[types.Artifact]],
+         exec_properties: Dict[str, Any]) -> None:
+    retrieval = artifact_utils.get_single_instance(input_dict['retrieval_model'])
+    ranking = artifact_utils.get_single_instance(input_dict['ranking_model'])
+    feed_data = read_feed_data(input_dict['examples'])
+    model = artifact_utils.get_single_instance(output_dict['model'])
+    export_dir = path_utils.serving_model_path(model.uri)
+    info = export_feed_model(
+        path_utils.serving_model_path(retrieval.uri), path_utils.serving_model_path(ranking.uri),
+        export_dir, feed_data, k=int(exec_properties.get('k') or 10),
+        candidates=int(exec_properties.get('candidates') or 100),
+        index=exec_properties.get('index') or 'brute_force',
+        margin_cap=int(exec_properties.get('margin_cap') or 1000))
+    for key, source in (('retrieval_model', retrieval), ('ranking_model', ranking)):
+      model.set_string_custom_property(key, source.uri)
+      if source.id:
+        model.set_int_custom_property(key + '_id', source.id)
+
+    metrics = evaluate_feed(export_dir, feed_data,
+                            max_users=int(exec_properties.get('max_eval_users') or 0))
+    metrics.update(info)
+    logging.info('Feed metrics: %s', metrics)
+    evaluation = artifact_utils.get_single_instance(output_dict['evaluation'])
+    io_utils.write_string_file(os.path.join(evaluation.uri, METRICS_FILE),
+                               json.dumps(metrics, indent=2))
+
+    reasons = upstream_reasons({
+        'retrieval_blessing': input_dict.get('retrieval_blessing') or [],
+        'ranking_blessing': input_dict.get('ranking_blessing') or []})
+    blessing = artifact_utils.get_single_instance(output_dict['blessing'])
+    write_blessing(blessing, not reasons, reasons, model)
+    if reasons:
+      logging.warning('Feed model NOT blessed: %s', '; '.join(reasons))

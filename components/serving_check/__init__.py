@@ -1,0 +1,1 @@
+"""ServingCheck: loads a model in a fresh process, calls its signatures, blesses or not."""

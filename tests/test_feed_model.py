@@ -1,0 +1,412 @@
+"""FeedModelBuilder: metrics and masking by hand, the composed model on fakes, and Do() on a run.
+
+The fakes are two tiny SavedModels with the retrieval and ranking signatures (retrieval order
+a > b > ... > f, predicted rating the other way round), so every feed can be worked out by
+hand. The run-based tests build the feed from the movielens_run fixture's artifacts and load
+it in a fresh process, as TF Serving would.
+"""
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from tfx.types import artifact_utils, standard_artifacts
+
+from components.feed_model import executor as fx
+from models import warmup
+from tests.conftest import REPO
+
+# --- Pure functions --------------------------------------------------------------------------
+
+
+def test_search_window_caps_margin_and_catalogue():
+  assert fx.search_window(100, max_seen=30, num_items=1000) == (100, 30, 130)
+  assert fx.search_window(100, max_seen=5000, num_items=10_000, margin_cap=1000) == (
+      100, 1000, 1100)
+  assert fx.search_window(100, max_seen=30, num_items=50) == (50, 30, 50)
+  assert fx.search_window(10, max_seen=0, num_items=50) == (10, 0, 10)
+
+
+def test_seen_pairs_keys_and_most_items_seen():
+  rows, positions = {'u1': 0, 'u2': 1}, {'a': 0, 'b': 1, 'c': 2}
+  keys, max_seen = fx.seen_pairs(np.array(['u1', 'u1', 'u2', 'u1', 'zz', 'u2']),
+                                 np.array(['b', 'a', 'c', 'b', 'a', 'not-in-catalogue']),
+                                 rows, positions)
+  assert keys.tolist() == [0, 1, 5]  # u1: a, b (once); u2: c -> 1 * 3 + 2
+  assert max_seen == 2
+
+
+def test_popular_items_ties_in_catalogue_order_and_padding():
+  ids, shares = fx.popular_items(np.array(['c', 'b', 'c', 'x', 'b', 'a']),
+                                 np.array(['a', 'b', 'c', 'd']), k=4)
+  assert ids.tolist() == ['b', 'c', 'a', 'd']  # b and c twice, b first in the catalogue
+  np.testing.assert_allclose(shares, [2 / 6, 2 / 6, 1 / 6, 0.0])
+
+
+def test_seen_mask_marks_only_the_users_train_items():
+  keys = np.append(np.array([0 * 4 + 1, 0 * 4 + 3, 1 * 4 + 0], np.int64), np.iinfo(np.int64).max)
+  mask = fx.seen_mask(tf.constant([0, 1, -1], tf.int64),
+                      tf.constant([[3, 2, 1, 0], [0, 1, 2, 3], [0, 1, 2, 3]], tf.int64),
+                      tf.constant(keys), num_items=4).numpy()
+  assert mask.tolist() == [[True, False, True, False],
+                           [True, False, False, False],
+                           [False, False, False, False]]  # row -1: no train items
+
+
+def test_first_unseen_keeps_order_and_flags_short_rows():
+  positions, valid = fx.first_unseen(
+      tf.constant([[7, 8, 9, 10], [7, 8, 9, 10]]),
+      tf.constant([[True, False, True, False], [True, True, True, False]]), n=2)
+  assert positions.numpy()[0].tolist() == [8, 10]
+  assert valid.numpy().tolist() == [[True, True], [True, False]]
+  assert positions.numpy()[1, 0] == 10
+
+
+def test_hit_rate_by_hand():
+  feeds = {'u1': ['a', 'b', 'c'], 'u2': ['d']}
+  # (u1, a) hit, (u1, z) miss, (u2, d) hit, (u3, a) no feed: miss.
+  assert fx.hit_rate(feeds, ['u1', 'u1', 'u2', 'u3'], ['a', 'z', 'd', 'a']) == 0.5
+  assert fx.hit_rate(feeds, ['u1'], ['c'], cutoff=2) == 0.0
+  assert fx.hit_rate(feeds, [], []) == 0.0
+
+
+def test_ndcg_by_hand():
+  feeds = {'u1': ['x', 'a', 'b'], 'u2': ['c']}
+  users, items, gains = ['u1', 'u1', 'u2', 'u2'], ['a', 'b', 'c', 'd'], [5.0, 3.0, 2.0, 4.0]
+  # u1: DCG = 5/log2(3) + 3/log2(4); ideal = 5/log2(2) + 3/log2(3).
+  u1 = (5 / math.log2(3) + 3 / 2) / (5 + 3 / math.log2(3))
+  # u2: DCG = 2/log2(2); ideal = 4 + 2/log2(3).
+  u2 = 2 / (4 + 2 / math.log2(3))
+  assert fx.ndcg(feeds, users, items, gains) == pytest.approx((u1 + u2) / 2)
+  # Cutoff 1: u1's first item is a miss; u2 gets 2 of an ideal 4.
+  assert fx.ndcg(feeds, users, items, gains, cutoff=1) == pytest.approx((0 + 2 / 4) / 2)
+
+
+def test_ndcg_repeats_and_users_without_gain():
+  # An item rated twice counts with its highest rating, once; a repeated feed item once.
+  assert fx.ndcg({'u': ['a', 'a']}, ['u', 'u'], ['a', 'a'], [2.0, 4.0]) == pytest.approx(1.0)
+  # A user whose eval gains are all 0 is left out; a user without a feed counts as 0.
+  assert fx.ndcg({'u': ['a']}, ['u', 'v', 'w'], ['a', 'b', 'c'],
+                 [3.0, 0.0, 1.0]) == pytest.approx(0.5)
+
+
+# --- The composed model on two hand-made SavedModels -----------------------------------------
+
+CATALOGUE = np.array(['a', 'b', 'c', 'd', 'e', 'f'])
+
+
+class FakeRetrieval(tf.Module):
+  """Every user gets the query [1, 0]; item i scores 6 - position: a > b > ... > f."""
+
+  def __init__(self):
+    super().__init__()
+    self.query = tf.Variable([[1.0, 0.0]])
+    self.rows = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(
+        tf.constant(CATALOGUE), tf.range(6, dtype=tf.int64)), default_value=-1)
+    self.vectors = tf.Variable([[6.0 - j, 0.0] for j in range(6)] + [[0.0, 0.0]])
+    self.audience_only = tf.Variable(tf.zeros([7, 3]))  # used by no signature the feed calls
+
+  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='user_id')])
+  def embed_users(self, user_id):
+    return {'embeddings': tf.tile(self.query, [tf.shape(user_id)[0], 1])}
+
+  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='item_id')])
+  def embed_items(self, item_id):
+    row = self.rows.lookup(item_id)
+    return {'embeddings': tf.gather(self.vectors, tf.where(row < 0, tf.constant(6, tf.int64), row))}
+
+  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='item_id')])
+  def audience(self, item_id):
+    return {'scores': tf.gather(self.audience_only, tf.zeros_like(item_id, tf.int32))}
+
+
+class FakeRanking(tf.Module):
+  """Predicted rating read from a vocabulary file (an asset): a=1 ... f=6."""
+
+  def __init__(self, vocab_path):
+    super().__init__()
+    self.table = tf.lookup.StaticHashTable(
+        tf.lookup.TextFileInitializer(vocab_path, tf.string, 0, tf.int64, 1, delimiter='\t'),
+        default_value=0)
+    self.bias = tf.Variable(0.5)
+
+  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='user_id'),
+                                tf.TensorSpec([None], tf.string, name='item_id')])
+  def rank(self, user_id, item_id):
+    return {'rating': tf.cast(self.table.lookup(item_id), tf.float32) + self.bias}
+
+
+def _save_fakes(folder):
+  os.makedirs(folder)
+  vocab = os.path.join(folder, 'ratings.tsv')
+  with open(vocab, 'w') as f:
+    f.write(''.join(f'{item}\t{j + 1}\n' for j, item in enumerate(CATALOGUE)))
+  retrieval, ranking = FakeRetrieval(), FakeRanking(vocab)
+  tf.saved_model.save(retrieval, os.path.join(folder, 'retrieval'), signatures={
+      'embed_users': retrieval.embed_users.get_concrete_function(),
+      'embed_items': retrieval.embed_items.get_concrete_function(),
+      'audience': retrieval.audience.get_concrete_function()})
+  tf.saved_model.save(ranking, os.path.join(folder, 'ranking'),
+                      signatures={'rank': ranking.rank.get_concrete_function()})
+  os.remove(vocab)  # the ranking SavedModel holds its own copy
+  return os.path.join(folder, 'retrieval'), os.path.join(folder, 'ranking')
+
+
+FAKE_DATA = fx.FeedData(
+    catalogue=CATALOGUE,
+    users=np.array(['u1', 'u2', 'u3', 'u4']),  # u3: users split only
+    train_users=np.array(['u1', 'u1', 'u2', 'u4', 'u4', 'u4', 'u4', 'u4']),
+    train_items=np.array(['a', 'b', 'f', 'a', 'b', 'c', 'd', 'e']),
+    eval_users=np.array(['u1', 'u2', 'zz']), eval_items=np.array(['e', 'a', 'a']),
+    eval_gains=np.array([4.0, 5.0, 3.0]))
+
+
+def test_fake_feed_removes_seen_ranks_and_falls_back(tmp_path):
+  retrieval_dir, ranking_dir = _save_fakes(str(tmp_path / 'fakes'))
+  export = str(tmp_path / 'feed')
+  info = fx.export_feed_model(retrieval_dir, ranking_dir, export, FAKE_DATA, k=2, candidates=3)
+  # u4 has seen 5 items: the whole catalogue is searched.
+  assert (info['candidates'], info['margin'], info['search_k']) == (3, 5, 6)
+  shutil.rmtree(tmp_path / 'fakes')  # the feed model must not need its sources
+  moved = str(tmp_path / 'moved')
+  shutil.copytree(export, moved)
+  model = tf.saved_model.load(moved)
+  out = model.signatures['recommend'](user_id=tf.constant(['u1', 'u2', 'u3', 'zz', 'u4']))
+  ids = [[i.decode() for i in row] for row in out['item_ids'].numpy()]
+  scores = out['scores'].numpy()
+  assert out['scores'].dtype == tf.float32 and scores.shape == (5, 2)
+  # u1 saw a, b: unseen window c, d, e re-ordered by rating (c=3.5, d=4.5, e=5.5).
+  assert ids[0] == ['e', 'd'] and scores[0].tolist() == [5.5, 4.5]
+  assert ids[1] == ['c', 'b']  # u2 saw f only: a, b, c
+  assert ids[2] == ['c', 'b']  # u3 has no train items but a users row: the normal path
+  # zz is unknown everywhere: the most popular train items (a and b, 2 of 8 each).
+  assert ids[3] == ['a', 'b'] and scores[3] == pytest.approx([0.25, 0.25])
+  # u4 saw all but f: f, then padding.
+  assert ids[4] == ['f', ''] and scores[4][0] == 6.5 and scores[4][1] == -np.inf
+  # Only what the signatures use came along: the audience-only variable did not.
+  shapes = [shape for _, shape in tf.train.list_variables(os.path.join(moved, 'variables',
+                                                                       'variables'))]
+  assert [7, 3] not in shapes
+  assert any(name.startswith('ratings.tsv') for name in os.listdir(os.path.join(moved, 'assets')))
+  # Warm-up requests for TF Serving: recommend, a few train users, a new and an unknown one.
+  (request,) = warmup.read_warmup_requests(moved)
+  assert request.model_spec.signature_name == 'recommend'
+  users = [u.decode() for u in tf.make_ndarray(request.inputs['user_id'])]
+  assert users == ['u1', 'u2', 'u4', 'u3', '__warmup_unknown_user__']
+  metrics = fx.evaluate_feed(moved, FAKE_DATA)
+  assert metrics['hit_rate_at_10'] == pytest.approx(2 / 3)  # u1: e; zz: a; u2: a is not in
+  assert metrics['eval_users'] == 3 and metrics['unknown_eval_users'] == 1
+
+
+def test_warmup_writer_validates(tmp_path):
+  with pytest.raises(ValueError, match='saved_model.pb'):
+    warmup.write_warmup_requests(str(tmp_path), 'recommend', {'user_id': np.array(['1'])})
+  (tmp_path / 'saved_model.pb').write_bytes(b'')
+  with pytest.raises(ValueError, match='batch sizes'):
+    warmup.write_warmup_requests(str(tmp_path), 'rank', {'user_id': np.array(['1']),
+                                                         'item_id': np.array(['1', '2'])})
+  path = warmup.write_warmup_requests(str(tmp_path), 'rank', {
+      'user_id': np.array(['1', '2']), 'item_id': np.array(['3', '4'])}, num=3)
+  assert path.endswith(os.path.join('assets.extra', 'tf_serving_warmup_requests'))
+  requests = warmup.read_warmup_requests(str(tmp_path))
+  assert len(requests) == 3 and sorted(requests[0].inputs) == ['item_id', 'user_id']
+
+
+# --- The feed model of a pipeline run --------------------------------------------------------
+
+
+def _custom(artifact, name):
+  value = artifact.custom_properties.get(name)
+  return getattr(value, value.WhichOneof('value')) if value is not None else None
+
+
+def run_artifacts(out):
+  """The run's examples, trainers' models and evaluators' blessings, as tfx Artifacts."""
+  from pipeline import pipeline as P
+  from pipeline.run_summary import OutputPaths, read_run
+  nodes = read_run(OutputPaths(out).metadata_path)
+
+  def found(node, key, cls):
+    recorded = nodes[node]['outputs'][key][0]
+    artifact = cls()
+    artifact.uri = recorded.uri
+    artifact.id = recorded.id
+    if 'split_names' in recorded.properties:
+      artifact.split_names = recorded.properties['split_names'].string_value
+    if _custom(recorded, 'blessed') is not None:
+      artifact.set_int_custom_property('blessed', _custom(recorded, 'blessed'))
+    return artifact
+
+  examples = found(P.EXAMPLE_GEN, 'examples', standard_artifacts.Examples)
+  assert set(artifact_utils.decode_split_names(examples.split_names)) == {
+      'train', 'eval', 'items', 'users'}
+  return {
+      'examples': examples,
+      'retrieval_model': found(P.RETRIEVAL_TRAINER, 'model', standard_artifacts.Model),
+      'ranking_model': found(P.RANKING_TRAINER, 'model', standard_artifacts.Model),
+      'retrieval_blessing': found(P.RETRIEVAL_EVALUATOR, 'blessing',
+                                  standard_artifacts.ModelBlessing),
+      'ranking_blessing': found(P.RANKING_EVALUATOR, 'blessing',
+                                standard_artifacts.ModelBlessing),
+  }
+
+
+def _outputs(folder):
+  outputs = {}
+  for key, cls in (('model', standard_artifacts.Model),
+                   ('evaluation', standard_artifacts.ModelEvaluation),
+                   ('blessing', standard_artifacts.ModelBlessing)):
+    artifact = cls()
+    artifact.uri = os.path.join(folder, key)
+    os.makedirs(artifact.uri)
+    outputs[key] = [artifact]
+  return outputs
+
+
+@pytest.fixture(scope='module')
+def built_feed(movielens_run, tmp_path_factory):
+  code, out, _ = movielens_run
+  assert code == 0
+  inputs = {k: [v] for k, v in run_artifacts(out).items()}
+  outputs = _outputs(str(tmp_path_factory.mktemp('feed')))
+  fx.Executor().Do(inputs, outputs, {'k': 10, 'candidates': 100, 'index': 'brute_force',
+                                     'margin_cap': 1000, 'max_eval_users': 0})
+  return inputs, outputs
+
+
+def test_do_writes_model_metrics_and_blessing(built_feed):
+  inputs, outputs = built_feed
+  export = os.path.join(outputs['model'][0].uri, 'Format-Serving')
+  assert os.path.exists(os.path.join(export, 'saved_model.pb'))
+  assert os.path.exists(warmup.warmup_path(export))
+  with open(os.path.join(outputs['evaluation'][0].uri, fx.METRICS_FILE)) as f:
+    metrics = json.load(f)
+  print('feed metrics on the sample:', {k: metrics[k] for k in
+                                        ('hit_rate_at_10', 'ndcg_at_10', 'eval_users')})
+  assert 0 < metrics['hit_rate_at_10'] <= 1 and 0 < metrics['ndcg_at_10'] <= 1
+  assert metrics['eval_users'] > 100 and metrics['eval_interactions'] > metrics['eval_users']
+  assert metrics['search_k'] == metrics['candidates'] + metrics['margin']
+  blessing = outputs['blessing'][0]
+  assert blessing.get_int_custom_property('blessed') == 1
+  assert os.path.exists(os.path.join(blessing.uri, 'BLESSED'))
+  model = outputs['model'][0]
+  assert model.get_int_custom_property('retrieval_model_id') == \
+      inputs['retrieval_model'][0].id
+
+
+def test_feed_matches_a_reference_built_from_the_two_models(built_feed):
+  """Retrieve over the catalogue, drop train items, rank the best 100, keep 10: by hand."""
+  inputs, outputs = built_feed
+  load = lambda artifact: tf.saved_model.load(os.path.join(artifact.uri, 'Format-Serving'))
+  feed, retrieval, ranking = (load(outputs['model'][0]), load(inputs['retrieval_model'][0]),
+                              load(inputs['ranking_model'][0]))
+  data = fx.read_feed_data([inputs['examples'][0]])
+  items = fx._embed(retrieval.signatures['embed_items'], data.catalogue)
+  users = ['1', '900']  # a train user; a user with a users.csv row and no train interaction
+  queries = retrieval.signatures['embed_users'](user_id=tf.constant(users))['embeddings'].numpy()
+  out = feed.signatures['recommend'](user_id=tf.constant(users))
+  for row, user in enumerate(users):
+    scores = items @ queries[row]
+    seen = np.isin(data.catalogue, data.train_items[data.train_users == user])
+    scores[seen] = -np.inf
+    candidates = data.catalogue[np.argsort(-scores, kind='stable')[:100]]
+    rating = ranking.signatures['rank'](user_id=tf.constant([user] * 100),
+                                        item_id=tf.constant(candidates))['rating'].numpy()
+    best = np.argsort(-rating, kind='stable')[:10]
+    got = [i.decode() for i in out['item_ids'][row].numpy()]
+    assert got == candidates[best].tolist()
+    np.testing.assert_allclose(out['scores'][row].numpy(), rating[best], rtol=1e-5)
+
+
+FRESH_CHECK = r'''
+import json, os, sys
+os.environ['TF_USE_LEGACY_KERAS'] = '1'
+import tensorflow as tf
+from components.serving_check.probe import unregistered_ops
+export = sys.argv[1]
+model = tf.saved_model.load(export)
+fn = model.signatures['recommend']
+_, inputs = fn.structured_input_signature
+out = fn(user_id=tf.constant(['1', '900', 'nobody-at-all']))
+print(json.dumps({
+    'modules': sorted(m for m in sys.modules if m.split('.')[0] in
+                      ('tensorflow_recommenders', 'scann', 'tensorflow_transform')),
+    'inputs': {k: [v.dtype.name, v.shape.as_list()] for k, v in inputs.items()},
+    'outputs': {k: [v.dtype.name, v.shape.as_list()] for k, v in fn.structured_outputs.items()},
+    'unregistered_ops': unregistered_ops(export),
+    'item_ids': [[i.decode() for i in row] for row in out['item_ids'].numpy()],
+    'scores': out['scores'].numpy().tolist()}))
+'''
+
+
+def test_feed_model_serves_from_a_fresh_process(built_feed, tmp_path):
+  inputs, outputs = built_feed
+  export = os.path.join(outputs['model'][0].uri, 'Format-Serving')
+  moved = str(tmp_path / 'feed')
+  shutil.copytree(export, moved)  # nothing may point back at the trainers' folders
+  assets = os.listdir(os.path.join(moved, 'assets'))
+  assert 'item_id_vocab' in assets and 'user_id_vocab' in assets  # Transform's vocabularies
+  env = dict(os.environ, TF_USE_LEGACY_KERAS='1', TF_CPP_MIN_LOG_LEVEL='3',
+             PYTHONPATH=REPO)
+  proc = subprocess.run([sys.executable, '-c', FRESH_CHECK, moved], capture_output=True,
+                        text=True, env=env, timeout=300, cwd=REPO)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  result = json.loads(proc.stdout.strip().splitlines()[-1])
+  assert result['modules'] == []  # plain TensorFlow loads it
+  assert result['unregistered_ops'] == []
+  assert result['inputs'] == {'user_id': ['string', [None]]}
+  assert result['outputs'] == {'item_ids': ['string', [None, 10]],
+                               'scores': ['float32', [None, 10]]}
+  ids, scores = result['item_ids'], np.array(result['scores'])
+  assert np.all(np.isfinite(scores)) and np.all(np.diff(scores, axis=1) <= 1e-6)
+  assert all(len(set(row)) == 10 and '' not in row for row in ids)
+  data = fx.read_feed_data([inputs['examples'][0]])
+  catalogue = set(data.catalogue.tolist())
+  assert all(set(row) <= catalogue for row in ids)
+  seen = set(data.train_items[data.train_users == '1'].tolist())
+  assert len(seen) > 10 and not seen & set(ids[0])  # the known user gets no train item
+  assert '900' not in set(data.train_users.tolist()) and '900' in set(data.users.tolist())
+  assert ids[1] != ids[2]  # the cold user is served from its features, not by popularity
+  popular, shares = fx.popular_items(data.train_items, data.catalogue, 10)
+  assert ids[2] == popular.tolist() and scores[2] == pytest.approx(shares)  # unknown user
+  assert np.all(scores[:2] > 0.5) and np.all(scores[:2] < 6)  # predicted ratings
+
+
+def test_serving_check_blesses_the_feed_model(built_feed, tmp_path):
+  from components.serving_check import executor as sx
+  inputs, outputs = built_feed
+  blessing = standard_artifacts.ModelBlessing()
+  blessing.uri = str(tmp_path / 'blessing')
+  sx.Executor().Do({'model': outputs['model'], 'examples': inputs['examples'],
+                    'model_blessing': outputs['blessing']},
+                   {'blessing': [blessing]}, {'kind': 'feed', 'batch_size': 256,
+                                              'timeout_seconds': 300, 'load_scann': 0})
+  with open(os.path.join(blessing.uri, sx.REPORT_FILE)) as f:
+    report = json.load(f)
+  assert blessing.get_int_custom_property('blessed') == 1, report
+  names = {c['name'] for c in report['checks']}
+  assert {'known_user:recommend', 'new_user:recommend', 'unknown_user:recommend',
+          'batch_256:recommend', 'no_custom_ops', 'warmup_requests'} <= names
+
+
+def test_component_interface():
+  from tfx import types
+  from components.feed_model.component import FeedModelBuilder
+  channel = lambda t: types.Channel(type=t)
+  common = dict(retrieval_model=channel(standard_artifacts.Model),
+                ranking_model=channel(standard_artifacts.Model),
+                examples=channel(standard_artifacts.Examples))
+  builder = FeedModelBuilder(**common, ranking_blessing=channel(standard_artifacts.ModelBlessing))
+  assert {k: c.type for k, c in builder.outputs.items()} == {
+      'model': standard_artifacts.Model, 'evaluation': standard_artifacts.ModelEvaluation,
+      'blessing': standard_artifacts.ModelBlessing}
+  assert builder.exec_properties['k'] == 10 and builder.exec_properties['candidates'] == 100
+  with pytest.raises(ValueError, match='unknown index'):
+    FeedModelBuilder(**common, index='faiss')
+  with pytest.raises(ValueError, match='k'):
+    FeedModelBuilder(**common, k=20, candidates=10)
