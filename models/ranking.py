@@ -17,6 +17,7 @@ from absl import logging
 from models import data
 from models.feature_store import FeatureStore, build_stores
 from models.towers import Encoder, mlp
+from models.warmup import write_warmup_requests
 from pipeline import features as F
 from pipeline.configs import RankingConfig, config_from_dict
 
@@ -141,5 +142,9 @@ def run_fn(fn_args) -> None:
   users, items = build_stores(fn_args.train_files, tft_output)
   serving = RankingServing(model, tft_output.transform_features_layer(), users, items)
   tf.saved_model.save(serving, fn_args.serving_model_dir, signatures=serving.signatures())
+  sample = min(8, len(users.ids.numpy()), len(items.ids.numpy()))
+  write_warmup_requests(fn_args.serving_model_dir, SIGNATURE,
+                        {'user_id': users.ids.numpy()[:sample].astype(bytes),
+                         'item_id': items.ids.numpy()[:sample].astype(bytes)})
   data.write_history(fn_args.model_run_dir, history)
   logging.info('Ranking model exported to %s', fn_args.serving_model_dir)

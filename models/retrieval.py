@@ -17,6 +17,7 @@ from absl import logging
 from models import data
 from models.feature_store import FeatureStore, build_stores
 from models.towers import Tower
+from models.warmup import write_warmup_requests
 from pipeline import features as F
 from pipeline.configs import RetrievalConfig, config_from_dict
 
@@ -168,5 +169,7 @@ def run_fn(fn_args) -> None:
              if config.index == 'scann' else None)
   tf.saved_model.save(serving, fn_args.serving_model_dir, signatures=serving.signatures(),
                       options=options)
+  write_warmup_requests(fn_args.serving_model_dir, SIGNATURE,
+                        {'user_id': users.ids.numpy()[:8].astype(bytes)})
   data.write_history(fn_args.model_run_dir, history)
   logging.info('Retrieval model exported to %s', fn_args.serving_model_dir)

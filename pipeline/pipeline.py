@@ -23,6 +23,8 @@ from components.atomic_pusher import executor as atomic_pusher
 from components.interaction_example_gen.component import InteractionExampleGen, input_config
 from components.retrieval_evaluator.component import RetrievalEvaluator
 from components.segmentation.component import UserSegmenter
+from components.feed_model.component import FeedModelBuilder
+from components.serving_check.component import ServingCheck
 from pipeline import features as F
 from pipeline.configs import (GateConfig, IngestConfig, InputLayout, RankingConfig,
                               RetrievalConfig)
@@ -41,6 +43,11 @@ RANKING_EVALUATOR = 'Evaluator'
 RETRIEVAL_PUSHER = 'RetrievalPusher'
 RANKING_PUSHER = 'RankingPusher'
 USER_SEGMENTER = 'UserSegmenter'
+RETRIEVAL_CHECK = 'RetrievalServingCheck'
+RANKING_CHECK = 'RankingServingCheck'
+FEED_BUILDER = 'FeedModelBuilder'
+FEED_CHECK = 'FeedServingCheck'
+FEED_PUSHER = 'FeedPusher'
 
 
 def ranking_eval_config(gates: GateConfig) -> tfma.EvalConfig:
@@ -101,6 +108,8 @@ def create_pipeline(
     beam_pipeline_args: Optional[List[str]] = None,
     enable_cache: bool = True,
     num_segments: int = 0,
+    feed_k: int = 10,
+    feed_candidates: int = 100,
 ) -> tfx.dsl.Pipeline:
   """The recommender pipeline; see the module docstring for its stages."""
   example_gen = InteractionExampleGen(
@@ -172,11 +181,39 @@ def create_pipeline(
         custom_executor_spec=executor_spec.ExecutorClassSpec(atomic_pusher.Executor),
     ).with_id(component_id)
 
+  # Every candidate is loaded in a fresh process and called like a server would before it
+  # may be pushed; the check's blessing also requires the evaluation's.
+  code = code_fingerprint('components', 'models', 'transforms', 'pipeline')
+
+  def serving_check(model, blessing, kind: str, component_id: str, extra=None):
+    return ServingCheck(model=model, examples=example_gen.outputs['examples'], kind=kind,
+                        model_blessing=blessing, extra_blessing=extra,
+                        load_scann=(kind == 'retrieval' and retrieval.index == 'scann'),
+                        code_version=code).with_id(component_id)
+
+  retrieval_check = serving_check(retrieval_trainer.outputs['model'],
+                                  retrieval_evaluator.outputs['blessing'], 'retrieval',
+                                  RETRIEVAL_CHECK)
+  ranking_check = serving_check(ranking_trainer.outputs['model'], evaluator.outputs['blessing'],
+                                'ranking', RANKING_CHECK)
   retrieval_pusher = pusher(retrieval_trainer.outputs['model'],
-                            retrieval_evaluator.outputs['blessing'], 'retrieval',
-                            RETRIEVAL_PUSHER)
-  ranking_pusher = pusher(ranking_trainer.outputs['model'], evaluator.outputs['blessing'],
+                            retrieval_check.outputs['blessing'], 'retrieval', RETRIEVAL_PUSHER)
+  ranking_pusher = pusher(ranking_trainer.outputs['model'], ranking_check.outputs['blessing'],
                           'ranking', RANKING_PUSHER)
+
+  # The feed: one model answering "what should this user see next?" (retrieve, drop what the
+  # user has seen, rank, keep the best k); pushed only when both stages are blessed.
+  feed = FeedModelBuilder(
+      retrieval_model=retrieval_trainer.outputs['model'],
+      ranking_model=ranking_trainer.outputs['model'],
+      examples=example_gen.outputs['examples'],
+      retrieval_blessing=retrieval_evaluator.outputs['blessing'],
+      ranking_blessing=evaluator.outputs['blessing'],
+      k=feed_k, candidates=feed_candidates, index=retrieval.index,
+      code_version=code).with_id(FEED_BUILDER)
+  feed_check = serving_check(feed.outputs['model'], feed.outputs['blessing'], 'feed', FEED_CHECK)
+  feed_pusher = pusher(feed.outputs['model'], feed_check.outputs['blessing'], 'feed',
+                       FEED_PUSHER)
 
   # Ad audiences and user segments come from the retrieval model's shared space; they are
   # published beside the models only when that model is blessed.
@@ -191,8 +228,8 @@ def create_pipeline(
       components=[
           example_gen, statistics_gen, schema_gen, example_validator, anomaly_gate,
           transform, retrieval_trainer, ranking_trainer, retrieval_baseline,
-          ranking_baseline, retrieval_evaluator, evaluator, retrieval_pusher, ranking_pusher,
-          segmenter,
+          ranking_baseline, retrieval_evaluator, evaluator, retrieval_check, ranking_check,
+          retrieval_pusher, ranking_pusher, feed, feed_check, feed_pusher, segmenter,
       ],
       enable_cache=enable_cache,
       metadata_connection_config=metadata_connection_config,

@@ -2,8 +2,8 @@
 
     python -m pipeline.recommend --user 42 [--output-dir OUT] [--k 10]
 
-Retrieval picks candidates over the whole catalogue, ranking orders them; the titles come from
-the retrieval model's own item table.
+The feed model answers (candidates over the whole catalogue, the user's seen items removed,
+ranked); the titles come from the retrieval model's own item table.
 """
 import argparse
 import os
@@ -32,21 +32,36 @@ def latest_version(serving_dir: str, kind: str) -> str:
 
 
 def recommend(output_dir: str, user: str, k: int):
-  """[(item_id, predicted rating, retrieval score, display text)] for ``user``, best first."""
+  """[(item_id, score, display text)] for ``user``, best first.
+
+  Uses the feed model (retrieve, drop seen items, rank) when one was pushed; otherwise the
+  retrieval and ranking models directly.
+  """
   import tensorflow as tf
   serving = os.path.join(output_dir, 'serving')
   retrieval = tf.saved_model.load(latest_version(serving, 'retrieval'))
+  display = retrieval.signatures['display']
+  try:
+    feed = tf.saved_model.load(latest_version(serving, 'feed'))
+  except NoModelError:
+    feed = None
+  if feed is not None:
+    found = feed.signatures['recommend'](user_id=tf.constant([user]))
+    ids = found['item_ids'][0][:k]
+    scores = found['scores'][0][:k].numpy()
+    texts = display(item_id=ids)['text'].numpy()
+    return [(i.decode(), float(s), t.decode()) for i, s, t in zip(ids.numpy(), scores, texts)
+            if i]
   ranking = tf.saved_model.load(latest_version(serving, 'ranking'))
   found = retrieval.signatures['retrieve'](user_id=tf.constant([user]))
   items = found['item_ids'][0]
   scores = found['scores'][0].numpy()
   ratings = ranking.signatures['rank'](
       user_id=tf.fill(tf.shape(items), user), item_id=items)['rating'].numpy()
-  texts = retrieval.signatures['display'](item_id=items)['text'].numpy()
+  texts = display(item_id=items)['text'].numpy()
   order = ratings.argsort()[::-1][:k]
   ids = items.numpy()
-  return [(ids[i].decode(), float(ratings[i]), float(scores[i]), texts[i].decode())
-          for i in order]
+  return [(ids[i].decode(), float(ratings[i]), texts[i].decode()) for i in order]
 
 
 def main(argv=None) -> int:
@@ -64,9 +79,9 @@ def main(argv=None) -> int:
     print(f'error: {e}', file=sys.stderr)
     return 2
   print(f'Top {len(rows)} for user {args.user}:')
-  print(f'{"#":>3}  {"item_id":<10} {"rating":>6}  title')
-  for n, (item, rating, _, text) in enumerate(rows, 1):
-    print(f'{n:>3}  {item:<10} {rating:6.2f}  {text}')
+  print(f'{"#":>3}  {"item_id":<10} {"score":>6}  title')
+  for n, (item, score, text) in enumerate(rows, 1):
+    print(f'{n:>3}  {item:<10} {score:6.2f}  {text}')
   return 0
 
 

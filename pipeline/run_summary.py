@@ -217,6 +217,16 @@ def _ranking_metrics(nodes) -> Dict[str, Any]:
   return out
 
 
+def _feed_metrics(nodes) -> Dict[str, Any]:
+  evaluation = _output(nodes, P.FEED_BUILDER, 'evaluation')
+  path = evaluation and os.path.join(evaluation.uri, 'feed_metrics.json')
+  if not path or not os.path.exists(path):
+    return {}
+  with open(path) as f:
+    metrics = json.load(f)
+  return {k: metrics[k] for k in ('hit_rate_at_10', 'ndcg_at_10') if k in metrics}
+
+
 def _pushed(nodes, node: str) -> Dict[str, Any]:
   pushed = _output(nodes, node, 'pushed_model')
   if pushed is None or _prop(pushed, 'pushed') != 1:
@@ -230,13 +240,16 @@ def summarize(paths: OutputPaths, started: float, error: Optional[BaseException]
   nodes = read_run(paths.metadata_path) if os.path.exists(paths.metadata_path) else {}
   retrieval, ranking = _retrieval_metrics(nodes), _ranking_metrics(nodes)
   pushes = {'retrieval': _pushed(nodes, P.RETRIEVAL_PUSHER),
-            'ranking': _pushed(nodes, P.RANKING_PUSHER)}
+            'ranking': _pushed(nodes, P.RANKING_PUSHER),
+            'feed': _pushed(nodes, P.FEED_PUSHER)}
+  feed = _feed_metrics(nodes)
   segments = _output(nodes, P.USER_SEGMENTER, 'segments')
   summary: Dict[str, Any] = {
       'status': 'failed' if error else 'succeeded',
       'run_id': next(iter(nodes.values()))['run_id'] if nodes else None,
       'retrieval': retrieval,
       'ranking': ranking,
+      'feed': feed,
       'eval_interactions': retrieval.get('eval_interactions'),
       'pushed': {k: v['version'] for k, v in pushes.items()},
       'pushed_paths': {k: v['path'] for k, v in pushes.items()},
@@ -277,6 +290,10 @@ def format_summary(summary: Dict[str, Any], paths: OutputPaths) -> str:
                  + f"  blessed={r['blessed']}")
   if k:
     lines.append(f"  ranking:   rmse {k.get('rmse', float('nan')):.3f}  blessed={k['blessed']}")
+  if summary.get('feed'):
+    f = summary['feed']
+    lines.append(f"  feed:      hit_rate_at_10 {f.get('hit_rate_at_10', float('nan')):.3f}  "
+                 f"ndcg_at_10 {f.get('ndcg_at_10', float('nan')):.3f}")
   for kind, path in summary['pushed_paths'].items():
     lines.append(f'  pushed {kind}: {path}' if path else f'  pushed {kind}: nothing')
   if summary.get('segments'):
