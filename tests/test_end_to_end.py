@@ -32,7 +32,8 @@ def test_run_succeeds_and_writes_metrics(movielens_run):
   assert 0.5 < k['rmse'] < 1.5
   # About 20% of the sample's interactions are in eval.
   assert 0.1 * n < metrics['eval_interactions'] < 0.3 * n
-  for kind in ('retrieval', 'ranking'):
+  assert 0 <= metrics['feed']['hit_rate_at_10'] <= 1 and 0 <= metrics['feed']['ndcg_at_10'] <= 1
+  for kind in ('retrieval', 'ranking', 'feed'):
     version = metrics['pushed'][kind]
     assert version and os.path.isdir(os.path.join(out, 'serving', kind, version))
 
