@@ -38,5 +38,9 @@ test: setup
 benchmark: setup
 	$(PY) -m benchmarks.quality $(RUN_ARGS)
 
+# Serving latency of the pushed models, and of the index at 1M items -> benchmarks/SERVING.md
+benchmark-serving: setup
+	$(PY) -m benchmarks.serving $(RUN_ARGS)
+
 clean:
 	rm -rf out build

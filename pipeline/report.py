@@ -45,12 +45,8 @@ _LOSS_KEYS = ('loss', 'total_loss', 'regularization_loss')
 
 def format_metric(value: Any) -> str:
   """How the report prints a retrieval rate or an RMSE (as the console summary does)."""
-  if value is None:
-    return '—'
-  if isinstance(value, bool):
-    return 'yes' if value else 'no'
-  if isinstance(value, int):
-    return f'{value:,}'
+  if value is None or isinstance(value, (bool, int)):
+    return _number(value)
   try:
     return f'{float(value):.3f}'
   except (TypeError, ValueError):

@@ -132,7 +132,7 @@ def test_component_declares_its_artifacts():
   segmenter = UserSegmenter(examples=types.Channel(type=standard_artifacts.Examples),
                             model=types.Channel(type=standard_artifacts.Model))
   assert segmenter.outputs['segments'].type is UserSegments
-  assert UserSegments.TYPE_NAME == 'UserSegments'
+  assert UserSegments.TYPE_NAME == 'woonkly.UserSegments'
   assert segmenter.exec_properties['num_segments'] == 0
 
 

@@ -21,7 +21,8 @@ from components.segmentation import executor
 
 class UserSegments(types.Artifact):
   """segments.csv and segments.json of one segmentation."""
-  TYPE_NAME = 'UserSegments'
+  # KFP V2 wants a schema title of the form namespace.TypeName.
+  TYPE_NAME = 'woonkly.UserSegments'
 
 
 class UserSegmenterSpec(types.ComponentSpec):
