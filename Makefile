@@ -2,8 +2,10 @@
 SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
-# Python 3.10 is required by TFX 1.16; found on PATH, else in pyenv, else fetched by uv.
-PYTHON310 ?= $(shell command -v python3.10 2>/dev/null || ls $$HOME/.pyenv/versions/3.10*/bin/python3.10 2>/dev/null | tail -n 1)
+# Python 3.10 is required by TFX 1.16: the first interpreter that really is 3.10 (a pyenv shim
+# on PATH may exist and still refuse to run), else one fetched by uv.
+PYTHON310 ?= $(shell for p in $$HOME/.pyenv/versions/3.10*/bin/python3.10 $$(command -v python3.10); do \
+  "$$p" -c 'import sys; assert sys.version_info[:2] == (3, 10)' 2>/dev/null && echo "$$p" && break; done)
 UV_VERSION := 0.13.9
 export TF_USE_LEGACY_KERAS := 1
 export PYTHONHASHSEED := 0
