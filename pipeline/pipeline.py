@@ -138,6 +138,8 @@ def create_pipeline(
       materialize=False,
       custom_config=dict(TRANSFORM_DEFAULTS, code=code_fingerprint('transforms', 'pipeline')))
 
+  trainer_code = code_fingerprint('models', 'transforms', 'pipeline')
+
   def trainer(run_fn: str, component_id: str, custom: dict) -> tfx.components.Trainer:
     return tfx.components.Trainer(
         run_fn=run_fn,
@@ -146,7 +148,7 @@ def create_pipeline(
         schema=schema,
         train_args=tfx.proto.TrainArgs(splits=[F.TRAIN]),
         eval_args=tfx.proto.EvalArgs(splits=[F.EVAL]),
-        custom_config=dict(custom, code=code_fingerprint('models', 'transforms', 'pipeline')),
+        custom_config=dict(custom, code=trainer_code),
     ).with_id(component_id)
 
   retrieval_trainer = trainer(RETRIEVAL_RUN_FN, RETRIEVAL_TRAINER,

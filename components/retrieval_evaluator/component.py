@@ -4,6 +4,7 @@ Inputs: the ExampleGen output (eval, train and items splits), the candidate retr
 and, optionally, the latest blessed one. Outputs: an evaluation artifact (metrics.json) and a
 ModelBlessing that the Pusher honours and LatestBlessedModelStrategy understands.
 """
+import json
 from typing import Optional, Sequence
 
 from tfx import types
@@ -44,7 +45,6 @@ class RetrievalEvaluator(base_component.BaseComponent):
                baseline_model: Optional[types.BaseChannel] = None,
                top_ks: Sequence[int] = (10, 50, 100), min_top_100: float = 0.0,
                max_top_100_drop: float = 0.02, max_users: int = 0):
-    import json
     spec = RetrievalEvaluatorSpec(
         examples=examples, model=model, baseline_model=baseline_model,
         top_ks=json.dumps(list(top_ks)), min_top_100=float(min_top_100),
