@@ -81,11 +81,15 @@ def parse_args(argv=None) -> argparse.Namespace:
                       'of DIR/interactions.csv split by hash')
   layout.add_argument('--no-users', action='store_true',
                       help='there is no DIR/users.csv')
+  layout.add_argument('--spans', action='store_true',
+                      help='DIR/span-<N>/ folders, each with the tables above; every run '
+                      'reads the latest span')
   parser.add_argument('--display-name', default=None,
                       help='display name of the job (default: the pipeline name)')
   parser.add_argument('--no-cache', action='store_true',
                       help='re-run every component even if its inputs did not change')
   cli.add_model_flags(parser)
+  cli.add_retraining_flags(parser)
   cli.add_beam_flags(parser)
   submit = parser.add_argument_group('submission (optional; needs google-cloud-aiplatform)')
   submit.add_argument('--submit', action='store_true',
@@ -109,20 +113,33 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def input_layout(args: argparse.Namespace):
-  """The InputLayout: read from a local folder that exists, else taken from the flags."""
+  """The InputLayout: read from a local folder that exists, else taken from the flags.
+
+  With spans, each run reads the latest span when it starts (what a schedule wants), and
+  every table must be in the span folders: the V2 ExampleGen driver needs ``{SPAN}`` in
+  every pattern.
+  """
+  import dataclasses
   from pipeline.configs import InputLayout
-  from pipeline.data_layout import resolve_layout
+  from pipeline.data_layout import SPAN_DIR, LayoutError, resolve_layout
   if not _is_url(args.data_dir) and os.path.isdir(args.data_dir):
     if not args.data_dir.startswith(('/gcs/', IMAGE_WORKDIR + '/')):
       print(f'note: {args.data_dir} is read by the components on Vertex AI, where only '
             f'/gcs/BUCKET/... mounts and folders in the image exist', file=sys.stderr)
-    return resolve_layout(args.data_dir)
-  if args.pre_split:
-    train, eval_ = 'train/interactions.csv', 'eval/interactions.csv'
+    layout = resolve_layout(args.data_dir)
   else:
-    train = eval_ = 'interactions.csv'
-  return InputLayout(train=train, eval=eval_, items='items.csv',
-                     users=None if args.no_users else 'users.csv')
+    if args.pre_split:
+      train, eval_ = 'train/interactions.csv', 'eval/interactions.csv'
+    else:
+      train = eval_ = 'interactions.csv'
+    prefix = SPAN_DIR + '/' if args.spans else ''
+    layout = InputLayout(train=prefix + train, eval=prefix + eval_, items=prefix + 'items.csv',
+                         users=None if args.no_users else prefix + 'users.csv')
+  if layout.shared_tables:
+    raise LayoutError(f'{args.data_dir}: on Kubeflow V2 every span folder needs its own '
+                      'items.csv (and users.csv): the V2 ExampleGen driver needs {SPAN} in '
+                      'every pattern')
+  return dataclasses.replace(layout, span=None)
 
 
 def beam_args(args: argparse.Namespace):
@@ -156,7 +173,9 @@ def build_pipeline(args: argparse.Namespace):
       metadata_connection_config=None,
       beam_pipeline_args=beam_args(args),
       enable_cache=not args.no_cache,
-      num_segments=args.segments)
+      num_segments=args.segments,
+      warm_start=not args.no_warm_start,
+      schema_path=args.schema)
 
 
 def compile_pipeline(args: argparse.Namespace) -> str:

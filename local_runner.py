@@ -30,9 +30,12 @@ def parse_args(argv=None) -> argparse.Namespace:
                       help='input folder (see README: input layout)')
   parser.add_argument('--output-dir', default=DEFAULT_OUTPUT_DIR,
                       help='pipeline root, metadata, serving/ and metrics.json go here')
+  parser.add_argument('--span', type=int, default=None,
+                      help='with DIR/span-<N>/ folders: the span to train on (default: latest)')
   parser.add_argument('--no-cache', action='store_true',
                       help='re-run every component even if its inputs did not change')
   cli.add_model_flags(parser)
+  cli.add_retraining_flags(parser)
   cli.add_beam_flags(parser)
   return parser.parse_args(argv)
 
@@ -48,7 +51,9 @@ def main(argv=None) -> int:
   from tfx import v1 as tfx
 
   try:
-    layout = resolve_layout(args.data_dir)
+    layout = resolve_layout(args.data_dir, span=args.span)
+    if args.schema and not os.path.isfile(args.schema):
+      raise LayoutError(f'--schema {args.schema}: no such file')
   except LayoutError as e:
     print(f'error: {e}', file=sys.stderr)
     return 2
@@ -67,7 +72,9 @@ def main(argv=None) -> int:
           paths.metadata_path),
       beam_pipeline_args=cli.beam_pipeline_args(args),
       enable_cache=not args.no_cache,
-      num_segments=args.segments)
+      num_segments=args.segments,
+      warm_start=not args.no_warm_start,
+      schema_path=os.path.abspath(args.schema) if args.schema else None)
   lock = run_summary.acquire_run_lock(out)
   if lock is None:
     print(f'error: another run is using {out}; wait for it to finish or choose another '
@@ -75,14 +82,15 @@ def main(argv=None) -> int:
     return 3
   started = time.time()
   error = None
-  print(f'Running {PIPELINE_NAME} on {args.data_dir} -> {out}')
+  span = f' (span {layout.span})' if layout.span is not None else ''
+  print(f'Running {PIPELINE_NAME} on {args.data_dir}{span} -> {out}')
   with run_summary.progress_printer(paths.log_path, paths.metadata_path):
     try:
       tfx.orchestration.LocalDagRunner().run(pipeline)
     except Exception as e:  # pylint: disable=broad-except; reported with its component
       logging.exception('The pipeline run failed')
       error = e
-  summary = run_summary.summarize(paths, started=started, error=error)
+  summary = run_summary.summarize(paths, started=started, error=error, span=layout.span)
   print(run_summary.format_summary(summary, paths))
   try:
     print(f'  report: {report.build_report(out)}')

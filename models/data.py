@@ -39,6 +39,9 @@ class SideSpec:
   categorical: Dict[str, int]
   bags: Dict[str, int]
   numeric: List[str]
+  # Transformed key -> name of the vocabulary that indexes its table (warm start remaps rows
+  # by token through it).
+  vocabularies: Dict[str, str] = dataclasses.field(default_factory=dict)
 
   @property
   def keys(self) -> List[str]:
@@ -60,6 +63,7 @@ def side_spec(tft_output: tft.TFTransformOutput, id_raw_key: str, prefix: str) -
   schema = {f.name: f for f in tft_output.transformed_metadata.schema.feature}
   id_key = F.transformed_name(id_raw_key)
   categorical, bags, numeric = {}, {}, []
+  vocabularies = {id_key: F.vocabulary_name(id_raw_key)}
   for key in sorted(spec):
     if not key.startswith(prefix):
       continue
@@ -71,13 +75,15 @@ def side_spec(tft_output: tft.TFTransformOutput, id_raw_key: str, prefix: str) -
         size = tft_output.vocabulary_size_by_name(F.vocabulary_name(raw))
       except (ValueError, KeyError, tf.errors.NotFoundError):
         pass
+      if size is not None:
+        vocabularies[key] = F.vocabulary_name(raw)
       target = bags if isinstance(feature, tf.io.VarLenFeature) else categorical
       target[key] = _rows(schema.get(key), size)
     else:
       numeric.append(key)
   id_rows = tft_output.vocabulary_size_by_name(F.vocabulary_name(id_raw_key)) + 2
   return SideSpec(id_key=id_key, id_rows=id_rows, categorical=categorical, bags=bags,
-                  numeric=numeric)
+                  numeric=numeric, vocabularies=vocabularies)
 
 
 def raw_dataset(data_accessor, files: List[str], tft_output: tft.TFTransformOutput,

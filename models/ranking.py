@@ -5,7 +5,7 @@ two sides' projections) with an MLP over both sides' ids and features; the biase
 what plain MLPs learn slowly. Early stopping watches a held-out share of the training rows,
 never the eval split.
 """
-from typing import Dict
+from typing import Dict, Optional
 
 import numpy as np
 import tensorflow as tf
@@ -14,7 +14,7 @@ import tensorflow_transform as tft
 import tf_keras as keras
 from absl import logging
 
-from models import data
+from models import data, warm_start
 from models.feature_store import FeatureStore, build_stores
 from models.towers import Encoder, mlp
 from models.warmup import write_warmup_requests
@@ -56,6 +56,13 @@ class RatingModel(tfrs.Model):
               + tf.reshape(self.item_bias(tf.reshape(features[self.item_key], [-1])), [-1]))
     deep = tf.reshape(self.head(tf.concat([user, item], axis=1), training=training), [-1])
     return self.global_bias + biases + dot + deep
+
+  def row_vocabularies(self):
+    """The vocabulary-indexed tables (biases included), for warm start."""
+    out = warm_start.encoder_row_vocabularies([self.user_encoder, self.item_encoder])
+    out[self.user_bias.embeddings.ref()] = self.user_encoder.spec.vocabularies[self.user_key]
+    out[self.item_bias.embeddings.ref()] = self.item_encoder.spec.vocabularies[self.item_key]
+    return out
 
   def compute_loss(self, features: Dict[str, tf.Tensor], training: bool = False) -> tf.Tensor:
     labels = tf.reshape(features[F.RATING_XF], [-1])
@@ -104,8 +111,12 @@ def _split_train_validation(rows: tf.data.Dataset, share: float):
           enumerated.filter(keep(True)).map(strip))
 
 
-def train(fn_args, tft_output: tft.TFTransformOutput, config: RankingConfig):
-  """Fits the rating model; returns (model, history dict)."""
+def train(fn_args, tft_output: tft.TFTransformOutput, config: RankingConfig,
+          base_model: Optional[str] = None):
+  """Fits the rating model; returns (model, history, warm-start report).
+
+  With ``base_model`` (the latest blessed ranking model) training starts from its weights.
+  """
   user_spec = data.side_spec(tft_output, F.USER_ID, F.USER_PREFIX)
   item_spec = data.side_spec(tft_output, F.ITEM_ID, F.ITEM_PREFIX)
   keys = user_spec.keys + item_spec.keys + [F.RATING_XF]
@@ -119,6 +130,10 @@ def train(fn_args, tft_output: tft.TFTransformOutput, config: RankingConfig):
   mean = float(total) / max(1.0, float(count))
   tf.random.set_seed(42)
   model = RatingModel(user_spec, item_spec, config, mean_rating=mean)
+  report = None
+  if base_model:
+    model(next(iter(train_ds)))  # creates the variables
+    report = warm_start.restore(model, model.row_vocabularies(), tft_output, base_model)
   model.compile(optimizer=keras.optimizers.Adam(config.learning_rate))
   callbacks = []
   if valid_ds is not None:
@@ -127,7 +142,7 @@ def train(fn_args, tft_output: tft.TFTransformOutput, config: RankingConfig):
         restore_best_weights=True))
   history = model.fit(train_ds, validation_data=valid_ds, epochs=config.epochs,
                       callbacks=callbacks, verbose=2)
-  return model, {k: [float(v) for v in vals] for k, vals in history.history.items()}
+  return model, {k: [float(v) for v in vals] for k, vals in history.history.items()}, report
 
 
 def run_fn(fn_args) -> None:
@@ -138,7 +153,9 @@ def run_fn(fn_args) -> None:
   if F.RATING_XF not in tft_output.transformed_feature_spec():
     raise ValueError('the interactions have no rating column: implicit feedback ranking is '
                      'not implemented yet')
-  model, history = train(fn_args, tft_output, config)
+  model, history, report = train(fn_args, tft_output, config, base_model=fn_args.base_model)
+  warm_start.save(model, model.row_vocabularies(), tft_output, fn_args.serving_model_dir)
+  warm_start.write_report(fn_args.model_run_dir, report)
   users, items = build_stores(fn_args.train_files, tft_output)
   serving = RankingServing(model, tft_output.transform_features_layer(), users, items)
   tf.saved_model.save(serving, fn_args.serving_model_dir, signatures=serving.signatures())

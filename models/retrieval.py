@@ -14,7 +14,7 @@ import tensorflow_transform as tft
 import tf_keras as keras
 from absl import logging
 
-from models import data
+from models import data, warm_start
 from models.feature_store import FeatureStore, build_stores
 from models.towers import Tower
 from models.warmup import write_warmup_requests
@@ -49,6 +49,11 @@ class TwoTowerModel(tfrs.Model):
       sampling = tf.exp(tf.gather(self.item_log_prob, item_ids))
     return self.task(queries, candidates, candidate_sampling_probability=sampling,
                      candidate_ids=item_ids, compute_metrics=False)
+
+  def row_vocabularies(self):
+    """The vocabulary-indexed tables, for warm start."""
+    return warm_start.encoder_row_vocabularies([self.query_tower.encoder,
+                                                self.candidate_tower.encoder])
 
 
 def item_log_probabilities(tft_output: tft.TFTransformOutput) -> np.ndarray:
@@ -140,8 +145,12 @@ class RetrievalServing(tf.Module):
     }
 
 
-def train(fn_args, tft_output: tft.TFTransformOutput, config: RetrievalConfig):
-  """Fits the two-tower model on the train split; returns (model, history dict)."""
+def train(fn_args, tft_output: tft.TFTransformOutput, config: RetrievalConfig,
+          base_model: Optional[str] = None):
+  """Fits the two-tower model on the train split; returns (model, history, warm-start report).
+
+  With ``base_model`` (the latest blessed retrieval model) training starts from its weights.
+  """
   user_spec = data.side_spec(tft_output, F.USER_ID, F.USER_PREFIX)
   item_spec = data.side_spec(tft_output, F.ITEM_ID, F.ITEM_PREFIX)
   keys = user_spec.keys + item_spec.keys
@@ -150,9 +159,13 @@ def train(fn_args, tft_output: tft.TFTransformOutput, config: RetrievalConfig):
   log_prob = item_log_probabilities(tft_output) if config.popularity_correction else None
   tf.random.set_seed(42)
   model = TwoTowerModel(user_spec, item_spec, config, log_prob)
+  report = None
+  if base_model:
+    model.compute_loss(next(iter(train_ds)))  # creates the variables
+    report = warm_start.restore(model, model.row_vocabularies(), tft_output, base_model)
   model.compile(optimizer=keras.optimizers.Adam(config.learning_rate))
   history = model.fit(train_ds, epochs=config.epochs, verbose=2)
-  return model, {k: [float(v) for v in vals] for k, vals in history.history.items()}
+  return model, {k: [float(v) for v in vals] for k, vals in history.history.items()}, report
 
 
 def run_fn(fn_args) -> None:
@@ -160,7 +173,9 @@ def run_fn(fn_args) -> None:
   custom = fn_args.custom_config or {}
   config = config_from_dict(RetrievalConfig, custom.get('retrieval', {}))
   tft_output = tft.TFTransformOutput(fn_args.transform_output)
-  model, history = train(fn_args, tft_output, config)
+  model, history, report = train(fn_args, tft_output, config, base_model=fn_args.base_model)
+  warm_start.save(model, model.row_vocabularies(), tft_output, fn_args.serving_model_dir)
+  warm_start.write_report(fn_args.model_run_dir, report)
   users, items = build_stores(fn_args.train_files, tft_output)
   serving = RetrievalServing(model, tft_output.transform_features_layer(), users, items,
                              k=config.top_k, index=config.index,

@@ -17,7 +17,8 @@ os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
 from pipeline import features as F  # noqa: E402
-from pipeline.recommend import DEFAULT_OUTPUT_DIR, NoModelError, latest_version  # noqa: E402
+from pipeline.recommend import (DEFAULT_OUTPUT_DIR, NoModelError, known_ids,  # noqa: E402
+                                latest_version)
 
 SIGNATURE = 'audience'
 DEFAULT_N = 1000
@@ -48,6 +49,9 @@ def audience(output_dir: str, item: str, n: Optional[int] = None) -> List[Tuple[
   if SIGNATURE not in model.signatures:
     raise AudienceError(f'the pushed retrieval model has no {SIGNATURE!r} signature; '
                         're-run the pipeline to export one')
+  if item not in known_ids(model, 'items'):
+    raise AudienceError(f'item {item!r} is not in the catalogue the model was trained with '
+                        '(items.csv); add it there and re-run the pipeline')
   signature = model.signatures[SIGNATURE]
   maximum = exported_size(signature)
   if n is None:

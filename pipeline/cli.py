@@ -51,6 +51,16 @@ def add_model_flags(parser: argparse.ArgumentParser) -> None:
   data.add_argument('--rating-max', type=float, default=i.rating_max)
 
 
+def add_retraining_flags(parser: argparse.ArgumentParser) -> None:
+  """Flags of scheduled retraining (README: scheduled retraining)."""
+  group = parser.add_argument_group('retraining')
+  group.add_argument('--no-warm-start', action='store_true',
+                     help='train from scratch instead of from the latest blessed models')
+  group.add_argument('--schema', default=None, metavar='SCHEMA_PBTXT',
+                     help='validate the data against this curated schema (ImportSchemaGen) '
+                     'instead of one inferred from the data of this run')
+
+
 def add_beam_flags(parser: argparse.ArgumentParser) -> None:
   group = parser.add_argument_group('beam')
   group.add_argument('--beam-runner', choices=BEAM_RUNNERS, default='direct')

@@ -86,12 +86,23 @@ class InputLayout:
   """Where the tables are, as patterns relative to the data directory.
 
   ``train`` and ``eval`` are the same pattern when the interactions are split by hash.
+  Patterns with ``{SPAN}`` read span ``span`` (None: the latest span at run time).
   """
   train: str
   eval: str
   items: str
   users: Optional[str]
+  span: Optional[int] = None
 
   @property
   def pre_split(self) -> bool:
     return self.train != self.eval
+
+  @property
+  def spans(self) -> bool:
+    return '{SPAN}' in self.train
+
+  @property
+  def shared_tables(self) -> bool:
+    """Whether items or users are read from beside the span folders."""
+    return self.spans and any(t and '{SPAN}' not in t for t in (self.items, self.users))

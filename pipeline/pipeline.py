@@ -1,9 +1,11 @@
 """create_pipeline: the one definition of the TFX pipeline, for every runner.
 
-Ingest (InteractionExampleGen) -> StatisticsGen -> SchemaGen -> ExampleValidator ->
-AnomalyGate -> Transform -> RetrievalTrainer / RankingTrainer -> RetrievalEvaluator /
-Evaluator (TFMA), each against the latest blessed model of its kind -> Pushers, which push
-only blessed models.
+Ingest (InteractionExampleGen, one span) -> StatisticsGen -> SchemaGen (inferred, or a
+curated schema through ImportSchemaGen) -> ExampleValidator -> AnomalyGate -> Transform ->
+RetrievalTrainer / RankingTrainer (warm-started from the latest blessed model of their kind) ->
+RetrievalEvaluator / Evaluator (TFMA), each against the latest blessed model of its kind ->
+ServingChecks -> Pushers, which push only blessed and checked models; the feed model and the
+user segments are built from the two stages.
 
 No environment reads and no runner branches here: the runners resolve paths and flags and
 pass them in.
@@ -36,6 +38,7 @@ RANKING_RUN_FN = 'models.ranking.run_fn'
 
 # Component ids, used by the run summary and the tests as well.
 EXAMPLE_GEN = 'InteractionExampleGen'
+SCHEMA_GEN = 'SchemaGen'
 RETRIEVAL_TRAINER = 'RetrievalTrainer'
 RANKING_TRAINER = 'RankingTrainer'
 RETRIEVAL_EVALUATOR = 'RetrievalEvaluator'
@@ -110,19 +113,31 @@ def create_pipeline(
     num_segments: int = 0,
     feed_k: int = 10,
     feed_candidates: int = 100,
+    warm_start: bool = True,
+    schema_path: Optional[str] = None,
 ) -> tfx.dsl.Pipeline:
-  """The recommender pipeline; see the module docstring for its stages."""
+  """The recommender pipeline; see the module docstring for its stages.
+
+  ``warm_start``: each Trainer starts from the latest blessed model of its kind.
+  ``schema_path``: a curated schema (schema.pbtxt) that every run's data is validated
+  against, instead of a schema inferred from this run's data.
+  """
   example_gen = InteractionExampleGen(
       input_base=data_dir,
       config=input_config(layout.train, layout.eval, layout.items, layout.users),
-      options=ingest.to_dict()).with_id(EXAMPLE_GEN)
+      options=ingest.to_dict(), span=layout.span).with_id(EXAMPLE_GEN)
   statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs['examples'])
   # The schema describes interaction rows; the items and users splits hold one side's
   # columns only (their values are validated where they are joined into interactions).
   interaction_splits_only = [F.ITEMS, F.USERS]
-  schema_gen = tfx.components.SchemaGen(
-      statistics=statistics_gen.outputs['statistics'], infer_feature_shape=True,
-      exclude_splits=interaction_splits_only)
+  if schema_path:
+    # Production retraining validates each new span against the schema the team curated, so
+    # that drift (a column's type, domain or presence) stops the run.
+    schema_gen = tfx.components.ImportSchemaGen(schema_file=schema_path).with_id(SCHEMA_GEN)
+  else:
+    schema_gen = tfx.components.SchemaGen(
+        statistics=statistics_gen.outputs['statistics'], infer_feature_shape=True,
+        exclude_splits=interaction_splits_only).with_id(SCHEMA_GEN)
   example_validator = tfx.components.ExampleValidator(
       statistics=statistics_gen.outputs['statistics'], schema=schema_gen.outputs['schema'],
       exclude_splits=interaction_splits_only)
@@ -139,24 +154,26 @@ def create_pipeline(
       custom_config=dict(TRANSFORM_DEFAULTS, code=code_fingerprint('transforms', 'pipeline')))
 
   trainer_code = code_fingerprint('models', 'transforms', 'pipeline')
+  retrieval_baseline = _latest_blessed('LatestBlessedRetrievalModel', RETRIEVAL_EVALUATOR)
+  ranking_baseline = _latest_blessed('LatestBlessedRankingModel', RANKING_EVALUATOR)
 
-  def trainer(run_fn: str, component_id: str, custom: dict) -> tfx.components.Trainer:
+  def trainer(run_fn: str, component_id: str, custom: dict, baseline) -> tfx.components.Trainer:
     return tfx.components.Trainer(
         run_fn=run_fn,
         examples=example_gen.outputs['examples'],
         transform_graph=transform.outputs['transform_graph'],
         schema=schema,
+        # Warm start: the latest blessed model of the same kind (none on the first run).
+        base_model=baseline.outputs['model'] if warm_start else None,
         train_args=tfx.proto.TrainArgs(splits=[F.TRAIN]),
         eval_args=tfx.proto.EvalArgs(splits=[F.EVAL]),
         custom_config=dict(custom, code=trainer_code),
     ).with_id(component_id)
 
   retrieval_trainer = trainer(RETRIEVAL_RUN_FN, RETRIEVAL_TRAINER,
-                              {'retrieval': retrieval.to_dict()})
-  ranking_trainer = trainer(RANKING_RUN_FN, RANKING_TRAINER, {'ranking': ranking.to_dict()})
-
-  retrieval_baseline = _latest_blessed('LatestBlessedRetrievalModel', RETRIEVAL_EVALUATOR)
-  ranking_baseline = _latest_blessed('LatestBlessedRankingModel', RANKING_EVALUATOR)
+                              {'retrieval': retrieval.to_dict()}, retrieval_baseline)
+  ranking_trainer = trainer(RANKING_RUN_FN, RANKING_TRAINER, {'ranking': ranking.to_dict()},
+                            ranking_baseline)
 
   retrieval_evaluator = RetrievalEvaluator(
       examples=example_gen.outputs['examples'],
@@ -229,8 +246,8 @@ def create_pipeline(
       pipeline_root=pipeline_root,
       components=[
           example_gen, statistics_gen, schema_gen, example_validator, anomaly_gate,
-          transform, retrieval_trainer, ranking_trainer, retrieval_baseline,
-          ranking_baseline, retrieval_evaluator, evaluator, retrieval_check, ranking_check,
+          transform, retrieval_baseline, ranking_baseline, retrieval_trainer,
+          ranking_trainer, retrieval_evaluator, evaluator, retrieval_check, ranking_check,
           retrieval_pusher, ranking_pusher, feed, feed_check, feed_pusher, segmenter,
       ],
       enable_cache=enable_cache,

@@ -31,8 +31,15 @@ def latest_version(serving_dir: str, kind: str) -> str:
   return os.path.join(base, max(versions, key=int))
 
 
+def known_ids(model, side: str) -> set:
+  """The ids in a pushed model's feature store (``users`` or ``items``)."""
+  store = getattr(model, side, None)
+  ids = getattr(store, 'ids', None)
+  return {i.decode() for i in ids.numpy()} if ids is not None else set()
+
+
 def recommend(output_dir: str, user: str, k: int):
-  """[(item_id, score, display text)] for ``user``, best first.
+  """([(item_id, score, display text)] for ``user``, best first; whether the user is known).
 
   Uses the feed model (retrieve, drop seen items, rank) when one was pushed; otherwise the
   retrieval and ranking models directly.
@@ -40,6 +47,7 @@ def recommend(output_dir: str, user: str, k: int):
   import tensorflow as tf
   serving = os.path.join(output_dir, 'serving')
   retrieval = tf.saved_model.load(latest_version(serving, 'retrieval'))
+  known = user in known_ids(retrieval, 'users')
   display = retrieval.signatures['display']
   try:
     feed = tf.saved_model.load(latest_version(serving, 'feed'))
@@ -51,7 +59,7 @@ def recommend(output_dir: str, user: str, k: int):
     scores = found['scores'][0][:k].numpy()
     texts = display(item_id=ids)['text'].numpy()
     return [(i.decode(), float(s), t.decode()) for i, s, t in zip(ids.numpy(), scores, texts)
-            if i]
+            if i], known
   ranking = tf.saved_model.load(latest_version(serving, 'ranking'))
   found = retrieval.signatures['retrieve'](user_id=tf.constant([user]))
   items = found['item_ids'][0]
@@ -61,7 +69,7 @@ def recommend(output_dir: str, user: str, k: int):
   texts = display(item_id=items)['text'].numpy()
   order = ratings.argsort()[::-1][:k]
   ids = items.numpy()
-  return [(ids[i].decode(), float(ratings[i]), texts[i].decode()) for i in order]
+  return [(ids[i].decode(), float(ratings[i]), texts[i].decode()) for i in order], known
 
 
 def main(argv=None) -> int:
@@ -74,10 +82,13 @@ def main(argv=None) -> int:
   if args.k < 1:
     parser.error('--k must be at least 1')
   try:
-    rows = recommend(args.output_dir, args.user, args.k)
+    rows, known = recommend(args.output_dir, args.user, args.k)
   except NoModelError as e:
     print(f'error: {e}', file=sys.stderr)
     return 2
+  if not known:
+    print(f'note: user {args.user!r} is unknown (in neither users.csv nor the training '
+          'interactions): these are the most popular items', file=sys.stderr)
   print(f'Top {len(rows)} for user {args.user}:')
   print(f'{"#":>3}  {"item_id":<10} {"score":>6}  title')
   for n, (item, score, text) in enumerate(rows, 1):

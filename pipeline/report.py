@@ -135,6 +135,11 @@ def status_banner(summary: Dict[str, Any]) -> str:
     parts.append(f'<span>wall time {_e(_seconds(wall))}</span>')
   if summary.get('run_id'):
     parts.append(f'<span class="muted">run {_e(summary["run_id"])}</span>')
+  if summary.get('span') is not None:
+    parts.append(f'<span>span {_e(summary["span"])}</span>')
+  for kind, warm in (summary.get('warm_start') or {}).items():
+    parts.append(f'<span>{_e(kind)}: warm start from version {_e(warm["from_version"])}</span>'
+                 if warm else f'<span class="muted">{_e(kind)}: trained from scratch</span>')
   out = '<div class="status">' + ' '.join(parts) + '</div>'
   if status == 'failed' or summary.get('error'):
     where = summary.get('failed_component') or 'the pipeline'

@@ -235,8 +235,51 @@ def _pushed(nodes, node: str) -> Dict[str, Any]:
           'path': _prop(pushed, 'pushed_destination')}
 
 
-def summarize(paths: OutputPaths, started: float, error: Optional[BaseException]) -> Dict[str, Any]:
-  """The run's metrics.json content (also written to disk)."""
+def _pushed_version_of(metadata_path: str, model_dir: str) -> Optional[str]:
+  """The version under serving/ that a Pusher published from the model at ``model_dir``."""
+  store = _store(metadata_path)
+  uri = os.path.dirname(model_dir.rstrip('/'))  # <Model artifact uri>/Format-Serving
+  models = store.get_artifacts_by_uri(uri)
+  if not models:
+    return None
+  consumers = {e.execution_id for e in store.get_events_by_artifact_ids([m.id for m in models])
+               if e.type == metadata_store_pb2.Event.INPUT}
+  outputs = [e.artifact_id for e in store.get_events_by_execution_ids(list(consumers))
+             if e.type == metadata_store_pb2.Event.OUTPUT]
+  for artifact in store.get_artifacts_by_id(outputs):
+    if _prop(artifact, 'pushed') == 1 and _prop(artifact, 'pushed_version') is not None:
+      return str(_prop(artifact, 'pushed_version'))
+  return None
+
+
+def _warm_start(nodes, metadata_path: str) -> Dict[str, Any]:
+  """{kind: {'from_version', 'base_model', 'rows_kept', 'rows_new', 'fresh_weights'}}, or
+  None for a trainer that started from scratch."""
+  out: Dict[str, Any] = {}
+  for kind, node in (('retrieval', P.RETRIEVAL_TRAINER), ('ranking', P.RANKING_TRAINER)):
+    run = _output(nodes, node, 'model_run')
+    path = run and os.path.join(run.uri, 'warm_start.json')
+    if not path or not os.path.exists(path):
+      continue
+    with open(path) as f:
+      report = json.load(f)
+    if not report.get('base_model'):
+      out[kind] = None
+      continue
+    out[kind] = {
+        'from_version': _pushed_version_of(metadata_path, report['base_model']),
+        'base_model': report['base_model'],
+        # Embedding rows of ids and feature values matched by token, and those new this run.
+        'rows_kept': sum(report.get('rows_kept', {}).values()),
+        'rows_new': sum(report.get('rows_new', {}).values()),
+        'fresh_weights': report.get('fresh', []),
+    }
+  return out
+
+
+def summarize(paths: OutputPaths, started: float, error: Optional[BaseException],
+              span: Optional[int] = None) -> Dict[str, Any]:
+  """The run's metrics.json content (also written to disk); ``span``: the span read, if any."""
   nodes = read_run(paths.metadata_path) if os.path.exists(paths.metadata_path) else {}
   retrieval, ranking = _retrieval_metrics(nodes), _ranking_metrics(nodes)
   pushes = {'retrieval': _pushed(nodes, P.RETRIEVAL_PUSHER),
@@ -247,6 +290,8 @@ def summarize(paths: OutputPaths, started: float, error: Optional[BaseException]
   summary: Dict[str, Any] = {
       'status': 'failed' if error else 'succeeded',
       'run_id': next(iter(nodes.values()))['run_id'] if nodes else None,
+      'span': span,
+      'warm_start': _warm_start(nodes, paths.metadata_path) if nodes else {},
       'retrieval': retrieval,
       'ranking': ranking,
       'feed': feed,
@@ -278,7 +323,8 @@ def error_message(error: BaseException) -> str:
 
 
 def format_summary(summary: Dict[str, Any], paths: OutputPaths) -> str:
-  lines = ['', f"Run {summary['status']} in {summary['wall_seconds']:.0f} s"]
+  span = f" on span {summary['span']}" if summary.get('span') is not None else ''
+  lines = ['', f"Run {summary['status']}{span} in {summary['wall_seconds']:.0f} s"]
   if summary.get('error'):
     lines.append(f"  failed in {summary.get('failed_component') or 'the pipeline'}: "
                  f"{summary['error']}")
@@ -290,6 +336,10 @@ def format_summary(summary: Dict[str, Any], paths: OutputPaths) -> str:
                  + f"  blessed={r['blessed']}")
   if k:
     lines.append(f"  ranking:   rmse {k.get('rmse', float('nan')):.3f}  blessed={k['blessed']}")
+  for kind, warm in (summary.get('warm_start') or {}).items():
+    lines.append(f'  {kind} trainer: warm start from version {warm["from_version"]} '
+                 f'({warm["rows_kept"]} embedding rows kept, {warm["rows_new"]} new)' if warm
+                 else f'  {kind} trainer: trained from scratch (no blessed model yet)')
   if summary.get('feed'):
     f = summary['feed']
     lines.append(f"  feed:      hit_rate_at_10 {f.get('hit_rate_at_10', float('nan')):.3f}  "

@@ -13,7 +13,7 @@ import pytest
 import tensorflow as tf
 
 import local_runner
-from pipeline import recommend, synthetic_data
+from pipeline import audience, recommend, synthetic_data
 from tests.conftest import FAST, MOVIELENS
 
 def _latest(out, kind):
@@ -115,3 +115,32 @@ def test_a_batch_of_ten_thousand_users(movielens_run):
   users = tf.constant([str(u % 1200) for u in range(10_000)])
   found = retrieval.signatures['retrieve'](user_id=users)
   assert found['item_ids'].shape == (10_000, 100)
+
+
+def test_recommend_for_an_unknown_user_says_so(movielens_run, capsys):
+  _, out, _ = movielens_run
+  assert recommend.main(['--user', 'nobody-at-all', '--output-dir', out, '--k', '3']) == 0
+  captured = capsys.readouterr()
+  assert "user 'nobody-at-all' is unknown" in captured.err and 'most popular' in captured.err
+  assert 'Top 3 for user nobody-at-all' in captured.out
+
+
+def test_audience_for_an_unknown_item_is_a_clear_error(movielens_run, capsys):
+  _, out, _ = movielens_run
+  assert audience.main(['--item', 'no-such-item', '--output-dir', out]) == 2
+  assert "item 'no-such-item' is not in the catalogue" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize('tool', [recommend, audience])
+def test_command_line_tools_reject_a_wrong_flag(tool, capsys):
+  with pytest.raises(SystemExit) as exit_info:
+    tool.main(['--no-such-flag'])
+  assert exit_info.value.code == 2
+  assert 'unrecognized arguments: --no-such-flag' in capsys.readouterr().err
+
+
+def test_local_runner_rejects_a_wrong_flag_and_a_bad_value(capsys):
+  with pytest.raises(SystemExit) as exit_info:
+    local_runner.parse_args(['--epochs', 'many'])
+  assert exit_info.value.code == 2
+  assert "argument --epochs: invalid int value: 'many'" in capsys.readouterr().err

@@ -237,3 +237,34 @@ def test_default_data_dir_is_the_sample_in_the_image():
   args = kubeflow_v2_runner.parse_args(['--image', IMAGE, '--pipeline-root', ROOT,
                                         '--output', 'p.json'])
   assert args.data_dir == '/pipeline/data/movielens-100k'
+
+
+def test_spans_schema_and_warm_start_compile(tmp_path_factory):
+  """Scheduled retraining on Vertex: every run reads the newest span, validates it against
+  the curated schema and warm-starts the trainers from the latest blessed models."""
+  job_dict, _, _ = _compile(tmp_path_factory, 'spans', [
+      '--data-dir', 'gs://bucket/data', '--spans', '--schema', 'gs://bucket/schema.pbtxt'])
+  _spec(job_dict)
+  tasks = _tasks(job_dict)
+  gen = tasks[P.EXAMPLE_GEN]
+  splits = {s['name']: s['pattern'] for s in json.loads(_param(gen, 'input_config'))['splits']}
+  assert splits == {'train': 'span-{SPAN}/interactions.csv',
+                    'eval': 'span-{SPAN}/interactions.csv',
+                    'items': 'span-{SPAN}/items.csv', 'users': 'span-{SPAN}/users.csv'}
+  assert 'range_config' not in gen['inputs']['parameters']  # the latest span at run time
+  assert _param(tasks[P.SCHEMA_GEN], 'schema_file') == 'gs://bucket/schema.pbtxt'
+  for trainer, resolver in ((P.RETRIEVAL_TRAINER, 'LatestBlessedRetrievalModel'),
+                            (P.RANKING_TRAINER, 'LatestBlessedRankingModel')):
+    base = tasks[trainer]['inputs']['artifacts']['base_model']
+    assert base['taskOutputArtifact']['producerTask'] == f'{resolver}-model-resolver'
+
+
+def test_spans_with_shared_tables_are_refused_for_v2(tmp_path, capsys):
+  for span in (1, 2):
+    (tmp_path / f'span-{span}').mkdir()
+    (tmp_path / f'span-{span}' / 'interactions.csv').write_text('user_id,item_id\n1,2\n')
+  (tmp_path / 'items.csv').write_text('item_id\n2\n')
+  argv = ['--image', IMAGE, '--pipeline-root', ROOT, '--output', str(tmp_path / 'p.json'),
+          '--data-dir', str(tmp_path)]
+  assert kubeflow_v2_runner.main(argv) == 2
+  assert 'every span folder needs its own items.csv' in capsys.readouterr().err

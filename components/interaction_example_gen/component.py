@@ -1,7 +1,7 @@
 """InteractionExampleGen: a FileBasedExampleGen running the recommender's ingestion executor.
 
-It keeps FileBasedExampleGen's driver, so ``{SPAN}`` patterns, input fingerprints and caching
-work as for any ExampleGen.
+It keeps FileBasedExampleGen's span resolution, input fingerprints and caching; its driver
+(driver.py) also accepts item and user tables shared by every span.
 """
 from typing import Any, Dict, Optional
 
@@ -10,8 +10,9 @@ from google.protobuf import struct_pb2
 from tfx.components import FileBasedExampleGen
 from tfx.dsl.components.base import executor_spec
 from tfx.proto import example_gen_pb2
+from tfx.proto import range_config_pb2
 
-from components.interaction_example_gen import executor
+from components.interaction_example_gen import driver, executor
 from pipeline import features as F
 
 
@@ -29,15 +30,29 @@ def input_config(train: str, eval_: str, items: str, users: Optional[str]) -> ex
   ])
 
 
+class _SpanAwareExampleGen(FileBasedExampleGen):
+  DRIVER_CLASS = driver.SharedTablesDriver
+
+
 def InteractionExampleGen(input_base: str, config: example_gen_pb2.Input,
-                          options: Optional[Dict[str, Any]] = None) -> FileBasedExampleGen:
-  """The ExampleGen node; ``options`` override executor.DEFAULT_OPTIONS."""
+                          options: Optional[Dict[str, Any]] = None,
+                          span: Optional[int] = None) -> FileBasedExampleGen:
+  """The ExampleGen node; ``options`` override executor.DEFAULT_OPTIONS.
+
+  ``span`` reads that span of ``{SPAN}`` patterns; None reads the latest one.
+  """
   struct = struct_pb2.Struct()
   struct.update(dict(executor.DEFAULT_OPTIONS, **(options or {})))
   packed = any_pb2.Any()
   packed.Pack(struct)
-  return FileBasedExampleGen(
+  range_config = None
+  if span is not None:
+    range_config = range_config_pb2.RangeConfig(
+        static_range=range_config_pb2.StaticRange(start_span_number=span,
+                                                  end_span_number=span))
+  return _SpanAwareExampleGen(
       input_base=input_base,
       input_config=config,
+      range_config=range_config,
       custom_config=example_gen_pb2.CustomConfig(custom_config=packed),
       custom_executor_spec=executor_spec.BeamExecutorSpec(executor.Executor))
