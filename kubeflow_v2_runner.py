@@ -81,6 +81,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                       'of DIR/interactions.csv split by hash')
   layout.add_argument('--no-users', action='store_true',
                       help='there is no DIR/users.csv')
+  layout.add_argument('--implicit', action='store_true',
+                      help='interactions.csv has no rating column (implicit feedback)')
   layout.add_argument('--spans', action='store_true',
                       help='DIR/span-<N>/ folders, each with the tables above; every run '
                       'reads the latest span')
@@ -134,7 +136,8 @@ def input_layout(args: argparse.Namespace):
       train = eval_ = 'interactions.csv'
     prefix = SPAN_DIR + '/' if args.spans else ''
     layout = InputLayout(train=prefix + train, eval=prefix + eval_, items=prefix + 'items.csv',
-                         users=None if args.no_users else prefix + 'users.csv')
+                         users=None if args.no_users else prefix + 'users.csv',
+                         implicit=args.implicit)
   if layout.shared_tables:
     raise LayoutError(f'{args.data_dir}: on Kubeflow V2 every span folder needs its own '
                       'items.csv (and users.csv): the V2 ExampleGen driver needs {SPAN} in '

@@ -32,6 +32,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                       help='pipeline root, metadata, serving/ and metrics.json go here')
   parser.add_argument('--span', type=int, default=None,
                       help='with DIR/span-<N>/ folders: the span to train on (default: latest)')
+  parser.add_argument('--if-new-data', action='store_true',
+                      help='do nothing when a finished run already trained on exactly this '
+                      'span (same files); for schedules')
   parser.add_argument('--no-cache', action='store_true',
                       help='re-run every component even if its inputs did not change')
   cli.add_model_flags(parser)
@@ -80,6 +83,15 @@ def main(argv=None) -> int:
     print(f'error: another run is using {out}; wait for it to finish or choose another '
           '--output-dir', file=sys.stderr)
     return 3
+  if args.if_new_data:
+    done_by = run_summary.already_trained(paths.metadata_path, os.path.abspath(args.data_dir),
+                                          layout)
+    if done_by:
+      what = f'span {layout.span}' if layout.span is not None else args.data_dir
+      print(f'Nothing new: {what} was already trained on by run {done_by}; serving/ is as '
+            'that run left it')
+      lock.close()
+      return 0
   started = time.time()
   error = None
   span = f' (span {layout.span})' if layout.span is not None else ''

@@ -65,6 +65,11 @@ class GateConfig:
   # Ranking: maximum RMSE, and the largest allowed increase against the blessed model.
   max_rmse: float = 1.2
   max_rmse_increase: float = 0.02
+  # Ranking without ratings (implicit feedback): minimum engagement AUC against sampled
+  # negatives, and the largest allowed drop against the blessed model.
+  min_auc: float = 0.6
+  max_auc_drop: float = 0.01
+  engagement_eval_negatives: int = 4
   # Eval users scored by the retrieval evaluation (0 = all); bounds its cost at scale.
   eval_max_users: int = 0
 
@@ -93,6 +98,8 @@ class InputLayout:
   items: str
   users: Optional[str]
   span: Optional[int] = None
+  # No rating column: the ranking stage learns and is evaluated on engagement only.
+  implicit: bool = False
 
   @property
   def pre_split(self) -> bool:

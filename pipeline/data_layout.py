@@ -13,6 +13,7 @@ from typing import List, Optional
 
 import tensorflow as tf
 
+from pipeline import features as F
 from pipeline.configs import InputLayout
 
 SPAN_DIR = 'span-{SPAN}'
@@ -46,6 +47,14 @@ def _interactions(folder: str, shown: str):
                     'eval/interactions.csv')
 
 
+def _has_rating(path: str) -> bool:
+  """Whether the header of an interactions file names the rating column."""
+  with tf.io.gfile.GFile(path) as f:
+    header = f.readline()
+  columns = [c.strip().strip('"').lstrip('\ufeff') for c in header.split(',')]
+  return F.RATING in columns
+
+
 def resolve_layout(data_dir: str, span: Optional[int] = None) -> InputLayout:
   """The InputLayout of ``data_dir``, or a LayoutError saying which file is missing.
 
@@ -61,7 +70,8 @@ def resolve_layout(data_dir: str, span: Optional[int] = None) -> InputLayout:
     if not _exists(data_dir, 'items.csv'):
       raise LayoutError(f'{data_dir}: missing items.csv (the item catalogue)')
     users = 'users.csv' if _exists(data_dir, 'users.csv') else None
-    return InputLayout(train=train, eval=eval_, items='items.csv', users=users)
+    return InputLayout(train=train, eval=eval_, items='items.csv', users=users,
+                       implicit=not _has_rating(os.path.join(data_dir, train)))
 
   chosen = spans[-1] if span is None else span
   if chosen not in spans:
@@ -82,4 +92,5 @@ def resolve_layout(data_dir: str, span: Optional[int] = None) -> InputLayout:
     raise LayoutError(f'{folder}: missing items.csv (the item catalogue), neither in the span '
                       f'folder nor in {data_dir}')
   return InputLayout(train=f'{SPAN_DIR}/{train}', eval=f'{SPAN_DIR}/{eval_}', items=items,
-                     users=table('users.csv'), span=chosen)
+                     users=table('users.csv'), span=chosen,
+                     implicit=not _has_rating(os.path.join(folder, train)))

@@ -15,6 +15,9 @@ USER_ID = 'user_id'
 ITEM_ID = 'item_id'
 RATING = 'rating'
 TIMESTAMP = 'timestamp'
+# Label of the engagement evaluation set (implicit feedback): 1 for an interaction, 0 for a
+# sampled catalogue item the user did not interact with.
+ENGAGED = 'engaged'
 
 # The interactions.csv columns: ids and timestamp are required, rating is optional
 # (implicit feedback), anything else is reported and ignored.

@@ -22,6 +22,7 @@ from ml_metadata.proto import metadata_store_pb2
 
 from components.anomaly_gate.component import AnomalyGate
 from components.atomic_pusher import executor as atomic_pusher
+from components.engagement_eval_examples.component import EngagementEvalExamples
 from components.interaction_example_gen.component import InteractionExampleGen, input_config
 from components.retrieval_evaluator.component import RetrievalEvaluator
 from components.segmentation.component import UserSegmenter
@@ -51,6 +52,8 @@ RANKING_CHECK = 'RankingServingCheck'
 FEED_BUILDER = 'FeedModelBuilder'
 FEED_CHECK = 'FeedServingCheck'
 FEED_PUSHER = 'FeedPusher'
+ENGAGEMENT_EVAL_EXAMPLES = 'EngagementEvalExamples'
+PUSHERS = (RETRIEVAL_PUSHER, RANKING_PUSHER, FEED_PUSHER)
 
 
 def ranking_eval_config(gates: GateConfig) -> tfma.EvalConfig:
@@ -67,6 +70,24 @@ def ranking_eval_config(gates: GateConfig) -> tfma.EvalConfig:
                   change_threshold=tfma.GenericChangeThreshold(
                       direction=tfma.MetricDirection.LOWER_IS_BETTER,
                       absolute={'value': gates.max_rmse_increase}))),
+      ])])
+
+
+def engagement_eval_config(gates: GateConfig) -> tfma.EvalConfig:
+  """TFMA config without ratings: AUC of the engagement probability against sampled
+  non-interactions, above a floor and not below the blessed model's by more than a margin."""
+  return tfma.EvalConfig(
+      model_specs=[tfma.ModelSpec(signature_name='serving_default', label_key=F.ENGAGED)],
+      slicing_specs=[tfma.SlicingSpec()],
+      metrics_specs=[tfma.MetricsSpec(metrics=[
+          tfma.MetricConfig(class_name='ExampleCount'),
+          tfma.MetricConfig(
+              class_name='AUC',
+              threshold=tfma.MetricThreshold(
+                  value_threshold=tfma.GenericValueThreshold(lower_bound={'value': gates.min_auc}),
+                  change_threshold=tfma.GenericChangeThreshold(
+                      direction=tfma.MetricDirection.HIGHER_IS_BETTER,
+                      absolute={'value': -gates.max_auc_drop}))),
       ])])
 
 
@@ -182,12 +203,25 @@ def create_pipeline(
       min_top_100=gates.min_top_100,
       max_top_100_drop=gates.max_top_100_drop,
       max_users=gates.eval_max_users).with_id(RETRIEVAL_EVALUATOR)
+  ranking_eval_nodes = []
+  if layout.implicit:
+    # No ratings: the ranking stage is judged on engagement, with AUC against sampled
+    # non-interactions (the eval split alone has only positives).
+    engagement_examples = EngagementEvalExamples(
+        examples=example_gen.outputs['examples'],
+        negatives=gates.engagement_eval_negatives).with_id(ENGAGEMENT_EVAL_EXAMPLES)
+    ranking_eval_nodes.append(engagement_examples)
+    ranking_eval_input, ranking_config = (engagement_examples.outputs['labelled_examples'],
+                                          engagement_eval_config(gates))
+  else:
+    ranking_eval_input, ranking_config = (example_gen.outputs['examples'],
+                                          ranking_eval_config(gates))
   evaluator = tfx.components.Evaluator(
-      examples=example_gen.outputs['examples'],
+      examples=ranking_eval_input,
       model=ranking_trainer.outputs['model'],
       baseline_model=ranking_baseline.outputs['model'],
       example_splits=[F.EVAL],
-      eval_config=ranking_eval_config(gates)).with_id(RANKING_EVALUATOR)
+      eval_config=ranking_config).with_id(RANKING_EVALUATOR)
 
   def pusher(model, blessing, kind: str, component_id: str) -> tfx.components.Pusher:
     # The atomic executor publishes a version all at once (see components/atomic_pusher).
@@ -247,8 +281,9 @@ def create_pipeline(
       components=[
           example_gen, statistics_gen, schema_gen, example_validator, anomaly_gate,
           transform, retrieval_baseline, ranking_baseline, retrieval_trainer,
-          ranking_trainer, retrieval_evaluator, evaluator, retrieval_check, ranking_check,
-          retrieval_pusher, ranking_pusher, feed, feed_check, feed_pusher, segmenter,
+          ranking_trainer, retrieval_evaluator, *ranking_eval_nodes, evaluator,
+          retrieval_check, ranking_check, retrieval_pusher, ranking_pusher, feed, feed_check,
+          feed_pusher, segmenter,
       ],
       enable_cache=enable_cache,
       metadata_connection_config=metadata_connection_config,

@@ -16,6 +16,7 @@ import time
 from typing import Any, Dict, List, Optional
 
 from ml_metadata.metadata_store import metadata_store
+from ml_metadata import errors
 from ml_metadata.proto import metadata_store_pb2
 
 from pipeline import pipeline as P
@@ -206,6 +207,8 @@ def _ranking_metrics(nodes) -> Dict[str, Any]:
       for name, value in metrics[''][''].items():
         if name == 'root_mean_squared_error':
           out['rmse'] = value['doubleValue']
+        elif name == 'auc':
+          out['auc'] = value['doubleValue']
         elif name == 'example_count':
           out['eval_examples'] = int(value['doubleValue'])
   validation = tfma.load_validation_result(evaluation.uri)
@@ -335,7 +338,9 @@ def format_summary(summary: Dict[str, Any], paths: OutputPaths) -> str:
     lines.append('  retrieval: ' + '  '.join(f'{m} {r[m]:.3f}' for m in order)
                  + f"  blessed={r['blessed']}")
   if k:
-    lines.append(f"  ranking:   rmse {k.get('rmse', float('nan')):.3f}  blessed={k['blessed']}")
+    measure = (f"auc {k['auc']:.3f}" if 'auc' in k and 'rmse' not in k
+               else f"rmse {k.get('rmse', float('nan')):.3f}")
+    lines.append(f"  ranking:   {measure}  blessed={k['blessed']}")
   for kind, warm in (summary.get('warm_start') or {}).items():
     lines.append(f'  {kind} trainer: warm start from version {warm["from_version"]} '
                  f'({warm["rows_kept"]} embedding rows kept, {warm["rows_new"]} new)' if warm
@@ -350,3 +355,49 @@ def format_summary(summary: Dict[str, Any], paths: OutputPaths) -> str:
     lines.append(f"  segments: {summary['segments']['count']} in {summary['segments']['path']}")
   lines.append(f'  metrics: {paths.metrics_path}   log: {paths.log_path}')
   return '\n'.join(lines)
+
+
+def already_trained(metadata_path: str, data_dir: str, layout) -> Optional[str]:
+  """The run id of a finished run whose Trainers used exactly this input, else None.
+
+  The input is identified as ExampleGen's driver identifies it: the span and the fingerprint
+  of its files (names, sizes, modification times). A scheduled run uses this to do nothing
+  when no new data arrived, instead of warm-starting another round on the same span.
+  """
+  if not os.path.exists(metadata_path):
+    return None
+  from components.interaction_example_gen.component import input_config, span_range
+  from components.interaction_example_gen.driver import SharedTablesInputProcessor
+  processor = SharedTablesInputProcessor(
+      data_dir, input_config(layout.train, layout.eval, layout.items, layout.users).splits,
+      span_range(layout.span))
+  span, version = processor.resolve_span_and_version()
+  fingerprint = processor.get_input_fingerprint(span, version)
+  store = _store(metadata_path)
+  examples = [a for a in store.get_artifacts_by_type('Examples')
+              if _prop(a, 'input_fingerprint') == fingerprint
+              and ('span' not in a.properties or a.properties['span'].int_value == span)]
+  if not examples:
+    return None
+  consumers = {e.execution_id for e in store.get_events_by_artifact_ids([a.id for a in examples])
+               if e.type == metadata_store_pb2.Event.INPUT}
+  try:
+    trainer_type = store.get_execution_type('tfx.components.trainer.component.Trainer').id
+    pusher_type = store.get_execution_type('tfx.components.pusher.component.Pusher').id
+    run_type = store.get_context_type('pipeline_run').id
+  except errors.NotFoundError:  # no run ever got as far as training and pushing
+    return None
+  done = (metadata_store_pb2.Execution.COMPLETE, metadata_store_pb2.Execution.CACHED)
+  for execution in store.get_executions_by_id(list(consumers)):
+    if execution.type_id != trainer_type or execution.last_known_state not in done:
+      continue
+    for run in store.get_contexts_by_execution(execution.id):
+      if run.type_id != run_type:
+        continue
+      # The run went through to its Pushers (a run killed after training did not).
+      executions = store.get_executions_by_context(run.id)
+      pushers = [e for e in executions if e.type_id == pusher_type]
+      if (len(pushers) >= len(P.PUSHERS)
+          and all(e.last_known_state in done for e in executions)):
+        return run.name
+  return None

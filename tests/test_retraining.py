@@ -114,7 +114,7 @@ def test_three_scheduled_runs(tmp_path, capsys):
   # Run 2, on the next delivery (the latest span, read by default): more users, so new ids.
   # Warm-started from version 1, the new users' rows start fresh; pushed.
   _span(data, 2, users=180)
-  assert run() == 0
+  assert run('--if-new-data') == 0
   second = _metrics(out)
   assert second['span'] == 2
   for kind in ('retrieval', 'ranking'):
@@ -126,10 +126,15 @@ def test_three_scheduled_runs(tmp_path, capsys):
   v2 = _latest_versions(out)
   assert all(int(v2[k]) > int(v1[k]) for k in v1)
 
+  # The schedule fires again before new data arrives: nothing to do, nothing changes.
+  assert run('--if-new-data') == 0
+  assert 'Nothing new: span 2 was already trained on' in capsys.readouterr().out
+  assert _latest_versions(out) == v2 and _metrics(out)['run_id'] == second['run_id']
+
   # Run 3, a corrupted delivery: both models fail the comparison with the latest blessed one,
   # so nothing is pushed and version 2 stays the latest of every kind.
   _corrupted_span(data, 3, users=180)
-  assert run() == 0
+  assert run('--if-new-data') == 0
   third = _metrics(out)
   assert third['span'] == 3
   assert third['retrieval']['blessed'] is False and third['ranking']['blessed'] is False

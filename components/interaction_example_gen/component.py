@@ -30,6 +30,14 @@ def input_config(train: str, eval_: str, items: str, users: Optional[str]) -> ex
   ])
 
 
+def span_range(span: Optional[int]) -> Optional[range_config_pb2.RangeConfig]:
+  """ExampleGen's RangeConfig reading exactly ``span`` (None: the latest span)."""
+  if span is None:
+    return None
+  return range_config_pb2.RangeConfig(
+      static_range=range_config_pb2.StaticRange(start_span_number=span, end_span_number=span))
+
+
 class _SpanAwareExampleGen(FileBasedExampleGen):
   DRIVER_CLASS = driver.SharedTablesDriver
 
@@ -45,14 +53,9 @@ def InteractionExampleGen(input_base: str, config: example_gen_pb2.Input,
   struct.update(dict(executor.DEFAULT_OPTIONS, **(options or {})))
   packed = any_pb2.Any()
   packed.Pack(struct)
-  range_config = None
-  if span is not None:
-    range_config = range_config_pb2.RangeConfig(
-        static_range=range_config_pb2.StaticRange(start_span_number=span,
-                                                  end_span_number=span))
   return _SpanAwareExampleGen(
       input_base=input_base,
       input_config=config,
-      range_config=range_config,
+      range_config=span_range(span),
       custom_config=example_gen_pb2.CustomConfig(custom_config=packed),
       custom_executor_spec=executor_spec.BeamExecutorSpec(executor.Executor))
