@@ -39,7 +39,7 @@ class RetrievalConfig:
 
 @dataclasses.dataclass(frozen=True)
 class RankingConfig:
-  """Hyper-parameters of the rating model: biased factorisation plus an MLP over features."""
+  """Hyper-parameters of the ranking model: rating and engagement heads on shared encoders."""
   embedding_dim: int = 32
   hidden_units: Tuple[int, ...] = (64,)
   batch_size: int = 1024
@@ -50,6 +50,29 @@ class RankingConfig:
   # Share of the training rows held out for early stopping (never the eval split).
   validation_share: float = 0.05
   patience: int = 3
+  # Engagement head: observed (user, item) pairs against items sampled for the same user.
+  # Negatives per positive, and the share of them drawn by train popularity (the rest
+  # uniformly from the catalogue): popular negatives teach more than "popular = engaging".
+  engagement_negatives: int = 4
+  negative_popularity_share: float = 0.5
+  # The loss is rating_weight * MSE + engagement_weight * binary cross-entropy (the rating
+  # term only when the interactions have a rating column).
+  rating_weight: float = 1.0
+  engagement_weight: float = 1.0
+
+  def to_dict(self) -> Dict[str, Any]:
+    return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class FeedConfig:
+  """How the feed model orders the unseen retrieved candidates (FeedModelBuilder parameters)."""
+  k: int = 10
+  candidates: int = 100
+  # 'engagement': engagement logit + retrieval_weight * retrieval score (the dot product of
+  # the retrieval model's user and item embeddings); 'rating': predicted rating.
+  order_by: str = 'engagement'
+  retrieval_weight: float = 0.0
 
   def to_dict(self) -> Dict[str, Any]:
     return dataclasses.asdict(self)
