@@ -36,6 +36,7 @@ RATING = 'rating'
 # probability; and its logit, for blending with other scores.
 ENGAGEMENT = 'engagement'
 ENGAGEMENT_LOGIT = 'engagement_logit'
+ENGAGEMENT_LOSSES = ('binary', 'softmax')
 
 
 class NegativeSampler:
@@ -121,6 +122,9 @@ class RankingModel(tfrs.Model):
                config: RankingConfig, mean_rating: float = 3.5, with_rating: bool = True,
                sampler: Optional[NegativeSampler] = None):
     super().__init__()
+    if config.engagement_loss not in ENGAGEMENT_LOSSES:
+      raise ValueError(f'unknown engagement_loss {config.engagement_loss!r}; expected one of '
+                       f'{ENGAGEMENT_LOSSES}')
     self.config = config
     self.with_rating = with_rating
     self.sampler = sampler
@@ -177,8 +181,16 @@ class RankingModel(tfrs.Model):
     hit = self.sampler.is_seen(negative_user_ids, negative_ids)
     weights = tf.concat([tf.ones([batch]), 1.0 - tf.cast(hit, tf.float32)], axis=0)
     # [n, 1]: Keras' cross-entropy averages over the last axis before weighting.
-    return loss + self.config.engagement_weight * self.engagement_task(
-        labels=labels[:, tf.newaxis], predictions=logits[:, tf.newaxis], sample_weight=weights)
+    binary = self.engagement_task(labels=labels[:, tf.newaxis], predictions=logits[:, tf.newaxis],
+                                  sample_weight=weights)
+    if self.config.engagement_loss == 'softmax':
+      # Each positive against its own negatives (accidental hits pushed out of the softmax).
+      grouped = tf.concat([logits[:batch, tf.newaxis], tf.where(
+          tf.reshape(hit, [batch, n]), -1e9, tf.reshape(logits[batch:], [batch, n]))], axis=1)
+      first = tf.one_hot(tf.zeros([batch], tf.int32), n + 1)
+      return loss + self.config.engagement_weight * tf.reduce_mean(
+          tf.nn.softmax_cross_entropy_with_logits(first, grouped))
+    return loss + self.config.engagement_weight * binary
 
 
 class RankingServing(tf.Module):

@@ -59,6 +59,8 @@ class RankingConfig:
   # term only when the interactions have a rating column).
   rating_weight: float = 1.0
   engagement_weight: float = 1.0
+  # 'binary': cross-entropy of each pair; 'softmax': each positive against its own negatives.
+  engagement_loss: str = 'binary'
 
   def to_dict(self) -> Dict[str, Any]:
     return dataclasses.asdict(self)

@@ -179,3 +179,23 @@ def test_rank_of_target_counts_ties_against():
   assert rank_of_target(scores, np.array([1, 3]), excluded).tolist() == [1, 0]
   assert top_k_rates(np.array([0, 1, 5]), [1, 2]) == {'top_1': pytest.approx(1 / 3),
                                                        'top_2': pytest.approx(2 / 3)}
+
+
+def test_softmax_engagement_loss_by_hand():
+  """Each positive against its own negatives; a user's accidental hits leave its softmax."""
+  features = batch()
+  users = features['user_id_xf'].numpy()
+  only_item_4 = np.array([0, 0, 0, 0, 1.0, 0])
+  seen = [users[-1] * ITEMS.id_rows + 4]  # the last row's user has item 4 in train
+  config = RankingConfig(embedding_dim=4, hidden_units=(4,), engagement_negatives=3,
+                         engagement_loss='softmax', rating_weight=0.0)
+  model = RankingModel(USERS, ITEMS, config, sampler=sampler(only_item_4, seen))
+  positive = model(features)[ENGAGEMENT_LOGIT].numpy()
+  negative = model(dict(features, item_id_xf=tf.constant([4] * 4, tf.int64),
+                        item__genres_xf=tf.sparse.from_dense(tf.constant([[4]] * 4, tf.int64)))
+                   )[ENGAGEMENT_LOGIT].numpy()
+  rows = -np.log(np.exp(positive) / (np.exp(positive) + 3 * np.exp(negative)))
+  rows[users == users[-1]] = 0.0  # only the positive left in its softmax
+  np.testing.assert_allclose(float(model.compute_loss(features)), rows.mean(), rtol=1e-4)
+  with pytest.raises(ValueError, match='engagement_loss'):
+    RankingModel(USERS, ITEMS, RankingConfig(engagement_loss='pairwise'))
