@@ -249,7 +249,8 @@ def test_feed_needs_the_output_it_orders_by(tmp_path):
   retrieval, ranking = tf.saved_model.load(retrieval_dir), tf.saved_model.load(ranking_dir)
   with pytest.raises(ValueError, match="needs the ranking model's rank signature"):
     fx.build_feed(retrieval, ranking, FAKE_DATA, k=2, candidates=3, order_by='rating')
-  module, _ = fx.build_feed(retrieval, ranking, FAKE_DATA, k=2, candidates=3)  # implicit: fine
+  module, _ = fx.build_feed(retrieval, ranking, FAKE_DATA, k=2, candidates=3,
+                            retrieval_weight=0.0)  # implicit: the engagement order works
   assert module.recommend(tf.constant(['u1']))['item_ids'].numpy()[0].tolist() == [b'c', b'e']
   with pytest.raises(ValueError, match='unknown order_by'):
     fx.build_feed(retrieval, ranking, FAKE_DATA, k=2, candidates=3, order_by='clicks')

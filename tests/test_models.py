@@ -123,7 +123,8 @@ def test_implicit_ranking_model_has_no_rating_and_ignores_seen_negatives():
   pairs = features['user_id_xf'].numpy() * ITEMS.id_rows + features['item_id_xf'].numpy()
   # Every negative is one of the user's own items: all are masked, so the loss is the
   # positives' cross-entropy only, whatever the negatives score.
-  config = RankingConfig(embedding_dim=4, hidden_units=(4,), engagement_negatives=5, l2=0.0)
+  config = RankingConfig(embedding_dim=4, hidden_units=(4,), engagement_negatives=5, l2=0.0,
+                         engagement_loss='binary')
   only_seen = np.zeros(6)
   only_seen[features['item_id_xf'].numpy()[0]] = 1.0
   all_users_seen = [u * ITEMS.id_rows + features['item_id_xf'].numpy()[0] for u in range(6)]

@@ -349,8 +349,9 @@ def _signature(model, name: str, where: str):
 
 def build_feed(retrieval, ranking, feed_data: FeedData, k: int = 10, candidates: int = 100,
                index: str = 'brute_force', margin_cap: int = 1000,
-               order_by: str = 'engagement',
-               retrieval_weight: float = 0.0) -> Tuple[FeedServing, Dict[str, Any]]:
+               order_by: str = FEED_DEFAULTS.order_by,
+               retrieval_weight: float = FEED_DEFAULTS.retrieval_weight
+               ) -> Tuple[FeedServing, Dict[str, Any]]:
   """The feed module from two loaded SavedModels; and what was chosen (sizes, margin)."""
   catalogue = np.asarray(feed_data.catalogue).astype(str)
   if len(set(catalogue.tolist())) != len(catalogue):
@@ -400,8 +401,8 @@ def warmup_users(feed_data: FeedData, n: int = 3) -> np.ndarray:
 def export_feed_model(retrieval_dir: str, ranking_dir: str, export_dir: str,
                       feed_data: FeedData, k: int = 10, candidates: int = 100,
                       index: str = 'brute_force', margin_cap: int = 1000,
-                      order_by: str = 'engagement',
-                      retrieval_weight: float = 0.0) -> Dict[str, Any]:
+                      order_by: str = FEED_DEFAULTS.order_by,
+                      retrieval_weight: float = FEED_DEFAULTS.retrieval_weight) -> Dict[str, Any]:
   """Loads both SavedModels, saves the feed model to ``export_dir`` with warm-up requests."""
   retrieval = tf.saved_model.load(retrieval_dir)
   ranking = tf.saved_model.load(ranking_dir)
