@@ -1,9 +1,18 @@
-"""Ranking stage: a TFRS rating model, and the Trainer's run_fn that trains and exports it.
+"""Ranking stage: a TFRS multi-task model, and the Trainer's run_fn that trains and exports it.
 
-The model is a biased factorisation (global, user and item biases plus a dot product of the
-two sides' projections) with an MLP over both sides' ids and features; the biases capture
-what plain MLPs learn slowly. Early stopping watches a held-out share of the training rows,
-never the eval split.
+Two heads share the user and item encoders:
+  * rating: a biased factorisation (global, user and item biases plus a dot product of the
+    two sides' projections) with an MLP over both sides' ids and features, trained with MSE
+    on the observed interactions ("how much would u like i if u watched it");
+  * engagement: the same shape of head, trained with binary cross-entropy of the observed
+    pairs (label 1) against items sampled for the same user (label 0, uniformly and by
+    popularity; a sampled item the user has in train is not counted) ("will u engage with
+    i"). This is what the feed orders by: a rating model ranks niche favourites of a few
+    above what the user will actually pick.
+With no rating column (implicit feedback) only the engagement head exists.
+
+Early stopping watches a held-out share of the training rows, never the eval split: the
+rating RMSE when there is a rating, else the engagement AUC (against fresh negatives).
 """
 from typing import Dict, Optional
 
@@ -22,57 +31,181 @@ from pipeline import features as F
 from pipeline.configs import RankingConfig, config_from_dict
 
 SIGNATURE = 'rank'
-OUTPUT = 'rating'
+RATING = 'rating'
+# P(engage) under the training's negative sampling: an ordering score, not a calibrated
+# probability; and its logit, for blending with other scores.
+ENGAGEMENT = 'engagement'
+ENGAGEMENT_LOGIT = 'engagement_logit'
+ENGAGEMENT_LOSSES = ('binary', 'softmax')
 
 
-class RatingModel(tfrs.Model):
-  """Predicts the rating of (user, item) from both sides' ids and features."""
+class NegativeSampler:
+  """Items to contrast a user's observed items with: their transformed features, sampled
+  from a mix of the train popularity and the uniform distribution over the catalogue.
+
+  ``seen_keys`` (sorted ``user_id_xf * item_rows + item_id_xf`` of the train pairs) flags
+  accidental hits. A plain object (not tracked): nothing here is part of the export.
+  """
+
+  def __init__(self, item_features: Dict[str, tf.Tensor], item_key: str, item_rows: int,
+               probabilities: np.ndarray, seen_keys: Optional[np.ndarray] = None):
+    self.features = item_features
+    self.item_key = item_key
+    self.item_rows = item_rows
+    self.logits = tf.constant(np.log(np.maximum(probabilities, 1e-12))[np.newaxis, :],
+                              tf.float32)
+    keys = np.asarray(seen_keys if seen_keys is not None else [], np.int64)
+    self.seen_keys = tf.constant(np.append(np.unique(keys), np.iinfo(np.int64).max), tf.int64)
+
+  def sample(self, n: tf.Tensor) -> Dict[str, tf.Tensor]:
+    rows = tf.random.categorical(self.logits, n, dtype=tf.int64)[0]
+    out = {}
+    for key, values in self.features.items():
+      picked = tf.gather(values, rows)
+      out[key] = picked.to_sparse() if isinstance(picked, tf.RaggedTensor) else picked
+    return out
+
+  def is_seen(self, user_ids: tf.Tensor, item_ids: tf.Tensor) -> tf.Tensor:
+    query = tf.cast(user_ids, tf.int64) * self.item_rows + tf.cast(item_ids, tf.int64)
+    found = tf.searchsorted(self.seen_keys, query, side='left', out_type=tf.int64)
+    found = tf.minimum(found, tf.size(self.seen_keys, out_type=tf.int64) - 1)
+    return tf.equal(tf.gather(self.seen_keys, found), query)
+
+
+def negative_probabilities(item_ids: np.ndarray, counts: np.ndarray,
+                           popularity_share: float) -> np.ndarray:
+  """Sampling probabilities of the catalogue rows: ``popularity_share`` of the mass by train
+  count of their item id (``counts`` indexed by id; no count -> 0), the rest uniform."""
+  n = len(item_ids)
+  item_ids = np.asarray(item_ids, np.int64)
+  counts = np.asarray(counts, np.float64)
+  known = (item_ids >= 0) & (item_ids < len(counts))
+  row_counts = np.where(known, counts[np.clip(item_ids, 0, max(0, len(counts) - 1))], 0.0) \
+      if len(counts) else np.zeros(n)
+  share = float(popularity_share) if row_counts.sum() > 0 else 0.0
+  popular = row_counts / row_counts.sum() if row_counts.sum() > 0 else np.zeros(n)
+  return share * popular + (1.0 - share) / n
+
+
+class _Head(keras.layers.Layer):
+  """Global and per-id biases + dot product of the sides' projections + an MLP of both."""
+
+  def __init__(self, user_rows: int, item_rows: int, config: RankingConfig, init_bias: float,
+               **kwargs):
+    super().__init__(**kwargs)
+    reg = keras.regularizers.l2(config.l2) if config.l2 else None
+    self.user_proj = keras.layers.Dense(config.embedding_dim, kernel_regularizer=reg)
+    self.item_proj = keras.layers.Dense(config.embedding_dim, kernel_regularizer=reg)
+    self.user_bias = keras.layers.Embedding(user_rows, 1, embeddings_initializer='zeros',
+                                            embeddings_regularizer=reg)
+    self.item_bias = keras.layers.Embedding(item_rows, 1, embeddings_initializer='zeros',
+                                            embeddings_regularizer=reg)
+    self.global_bias = tf.Variable(init_bias, dtype=tf.float32, name='global_bias')
+    self.deep = mlp(config.hidden_units, 1, l2=config.l2, name='deep')
+
+  def call(self, user, item, user_ids, item_ids, training=False):
+    dot = tf.reduce_sum(self.user_proj(user) * self.item_proj(item), axis=1)
+    biases = (tf.reshape(self.user_bias(tf.reshape(user_ids, [-1])), [-1])
+              + tf.reshape(self.item_bias(tf.reshape(item_ids, [-1])), [-1]))
+    deep = tf.reshape(self.deep(tf.concat([user, item], axis=1), training=training), [-1])
+    return self.global_bias + biases + dot + deep
+
+
+class RankingModel(tfrs.Model):
+  """Predicts the rating of (user, item) and the logit of the user engaging with the item.
+
+  ``with_rating=False`` (implicit feedback) builds the engagement head only. Training the
+  engagement head needs a ``sampler`` (NegativeSampler); predicting does not.
+  """
 
   def __init__(self, user_spec: data.SideSpec, item_spec: data.SideSpec,
-               config: RankingConfig, mean_rating: float = 3.5):
+               config: RankingConfig, mean_rating: float = 3.5, with_rating: bool = True,
+               sampler: Optional[NegativeSampler] = None):
     super().__init__()
-    reg = keras.regularizers.l2(config.l2) if config.l2 else None
+    if config.engagement_loss not in ENGAGEMENT_LOSSES:
+      raise ValueError(f'unknown engagement_loss {config.engagement_loss!r}; expected one of '
+                       f'{ENGAGEMENT_LOSSES}')
+    self.config = config
+    self.with_rating = with_rating
+    self.sampler = sampler
     self.user_encoder = Encoder(user_spec, config.embedding_dim, l2=config.l2,
                                 id_dropout=config.id_dropout, name='user')
     self.item_encoder = Encoder(item_spec, config.embedding_dim, l2=config.l2,
                                 id_dropout=config.id_dropout, name='item')
-    self.user_proj = keras.layers.Dense(config.embedding_dim, kernel_regularizer=reg)
-    self.item_proj = keras.layers.Dense(config.embedding_dim, kernel_regularizer=reg)
-    self.user_bias = keras.layers.Embedding(user_spec.id_rows, 1, embeddings_initializer='zeros',
-                                            embeddings_regularizer=reg)
-    self.item_bias = keras.layers.Embedding(item_spec.id_rows, 1, embeddings_initializer='zeros',
-                                            embeddings_regularizer=reg)
-    self.global_bias = tf.Variable(mean_rating, dtype=tf.float32, name='global_bias')
-    self.head = mlp(config.hidden_units, 1, l2=config.l2, name='head')
     self.user_key, self.item_key = user_spec.id_key, item_spec.id_key
-    self.task = tfrs.tasks.Ranking(loss=keras.losses.MeanSquaredError(),
-                                   metrics=[keras.metrics.RootMeanSquaredError()])
+    rows = (user_spec.id_rows, item_spec.id_rows)
+    if with_rating:
+      self.rating_head = _Head(*rows, config, mean_rating, name='rating')
+      self.rating_task = tfrs.tasks.Ranking(loss=keras.losses.MeanSquaredError(),
+                                            metrics=[keras.metrics.RootMeanSquaredError()])
+    self.engagement_head = _Head(*rows, config, 0.0, name='engagement')
+    self.engagement_task = tfrs.tasks.Ranking(
+        loss=keras.losses.BinaryCrossentropy(from_logits=True),
+        metrics=[keras.metrics.AUC(from_logits=True, name='auc')])
 
-  def call(self, features: Dict[str, tf.Tensor], training: bool = False) -> tf.Tensor:
+  def call(self, features: Dict[str, tf.Tensor], training: bool = False) -> Dict[str, tf.Tensor]:
     user = self.user_encoder(features, training=training)
     item = self.item_encoder(features, training=training)
-    dot = tf.reduce_sum(self.user_proj(user) * self.item_proj(item), axis=1)
-    biases = (tf.reshape(self.user_bias(tf.reshape(features[self.user_key], [-1])), [-1])
-              + tf.reshape(self.item_bias(tf.reshape(features[self.item_key], [-1])), [-1]))
-    deep = tf.reshape(self.head(tf.concat([user, item], axis=1), training=training), [-1])
-    return self.global_bias + biases + dot + deep
+    ids = (features[self.user_key], features[self.item_key])
+    out = {}
+    if self.with_rating:
+      out[RATING] = self.rating_head(user, item, *ids, training=training)
+    logit = self.engagement_head(user, item, *ids, training=training)
+    out[ENGAGEMENT_LOGIT] = logit
+    out[ENGAGEMENT] = tf.sigmoid(logit)
+    return out
 
   def row_vocabularies(self):
     """The vocabulary-indexed tables (biases included), for warm start."""
     out = warm_start.encoder_row_vocabularies([self.user_encoder, self.item_encoder])
-    out[self.user_bias.embeddings.ref()] = self.user_encoder.spec.vocabularies[self.user_key]
-    out[self.item_bias.embeddings.ref()] = self.item_encoder.spec.vocabularies[self.item_key]
+    heads = [self.engagement_head] + ([self.rating_head] if self.with_rating else [])
+    for head in heads:
+      out[head.user_bias.embeddings.ref()] = self.user_encoder.spec.vocabularies[self.user_key]
+      out[head.item_bias.embeddings.ref()] = self.item_encoder.spec.vocabularies[self.item_key]
     return out
 
   def compute_loss(self, features: Dict[str, tf.Tensor], training: bool = False) -> tf.Tensor:
-    labels = tf.reshape(features[F.RATING_XF], [-1])
-    return self.task(labels=labels, predictions=self(features, training=training))
+    user = self.user_encoder(features, training=training)
+    item = self.item_encoder(features, training=training)
+    user_ids = tf.reshape(features[self.user_key], [-1])
+    item_ids = tf.reshape(features[self.item_key], [-1])
+    loss = tf.constant(0.0)
+    if self.with_rating:
+      labels = tf.reshape(features[F.RATING_XF], [-1])
+      rating = self.rating_head(user, item, user_ids, item_ids, training=training)
+      loss += self.config.rating_weight * self.rating_task(labels=labels, predictions=rating)
+    if self.sampler is None or self.config.engagement_negatives < 1:
+      return loss
+    n = self.config.engagement_negatives
+    batch = tf.shape(user_ids)[0]
+    negatives = self.sampler.sample(batch * n)
+    negative_ids = tf.reshape(negatives[self.item_key], [-1])
+    negative_users = tf.repeat(user, n, axis=0)
+    negative_user_ids = tf.repeat(user_ids, n)
+    logits = tf.concat([
+        self.engagement_head(user, item, user_ids, item_ids, training=training),
+        self.engagement_head(negative_users, self.item_encoder(negatives, training=training),
+                             negative_user_ids, negative_ids, training=training)], axis=0)
+    labels = tf.concat([tf.ones([batch]), tf.zeros([batch * n])], axis=0)
+    hit = self.sampler.is_seen(negative_user_ids, negative_ids)
+    weights = tf.concat([tf.ones([batch]), 1.0 - tf.cast(hit, tf.float32)], axis=0)
+    # [n, 1]: Keras' cross-entropy averages over the last axis before weighting.
+    binary = self.engagement_task(labels=labels[:, tf.newaxis], predictions=logits[:, tf.newaxis],
+                                  sample_weight=weights)
+    if self.config.engagement_loss == 'softmax':
+      # Each positive against its own negatives (accidental hits pushed out of the softmax).
+      grouped = tf.concat([logits[:batch, tf.newaxis], tf.where(
+          tf.reshape(hit, [batch, n]), -1e9, tf.reshape(logits[batch:], [batch, n]))], axis=1)
+      first = tf.one_hot(tf.zeros([batch], tf.int32), n + 1)
+      return loss + self.config.engagement_weight * tf.reduce_mean(
+          tf.nn.softmax_cross_entropy_with_logits(first, grouped))
+    return loss + self.config.engagement_weight * binary
 
 
 class RankingServing(tf.Module):
-  """What the ranking SavedModel holds: stores, the Transform layer and the rating model."""
+  """What the ranking SavedModel holds: stores, the Transform layer and the ranking model."""
 
-  def __init__(self, model: RatingModel, tft_layer, users: FeatureStore, items: FeatureStore):
+  def __init__(self, model: RankingModel, tft_layer, users: FeatureStore, items: FeatureStore):
     super().__init__()
     self.model = model
     self.tft_layer = tft_layer
@@ -82,17 +215,21 @@ class RankingServing(tf.Module):
   @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='user_id'),
                                 tf.TensorSpec([None], tf.string, name='item_id')])
   def rank(self, user_id, item_id):
+    """rating (when trained with one), engagement and engagement_logit, float32 [batch]."""
     raw = dict(self.users.lookup(user_id))
     raw.update(self.items.lookup(item_id))
-    return {OUTPUT: self.model(self.tft_layer(raw))}
+    return self.model(self.tft_layer(raw))
 
   @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='examples')])
   def serve_examples(self, examples):
-    """serving_default for TFMA: serialized raw examples -> predicted rating."""
+    """serving_default for TFMA: serialized raw examples -> one output, the predicted rating,
+    or (implicit feedback) the engagement probability."""
     parsed = tf.io.parse_example(examples, {
         F.USER_ID: tf.io.FixedLenFeature([], tf.string, default_value=''),
         F.ITEM_ID: tf.io.FixedLenFeature([], tf.string, default_value='')})
-    return self.rank(parsed[F.USER_ID], parsed[F.ITEM_ID])
+    out = self.rank(parsed[F.USER_ID], parsed[F.ITEM_ID])
+    key = RATING if RATING in out else ENGAGEMENT
+    return {key: out[key]}
 
   def signatures(self):
     return {SIGNATURE: self.rank.get_concrete_function(),
@@ -111,25 +248,74 @@ def _split_train_validation(rows: tf.data.Dataset, share: float):
           enumerated.filter(keep(True)).map(strip))
 
 
-def train(fn_args, tft_output: tft.TFTransformOutput, config: RankingConfig,
-          base_model: Optional[str] = None):
-  """Fits the rating model; returns (model, history, warm-start report).
+def item_features(items: FeatureStore, tft_layer, item_spec: data.SideSpec,
+                  batch: int = 8192) -> Dict[str, tf.Tensor]:
+  """The transformed features of every catalogue item, in catalogue order (bags ragged, so
+  that rows can be gathered)."""
+  ids = items.ids.numpy()
+  parts: Dict[str, list] = {k: [] for k in item_spec.keys}
+  for start in range(0, len(ids), batch):
+    transformed = tft_layer(items.lookup(tf.constant(ids[start:start + batch])))
+    for key in item_spec.keys:
+      value = transformed[key]
+      if isinstance(value, tf.sparse.SparseTensor):
+        value = tf.RaggedTensor.from_sparse(value)
+      parts[key].append(value)
+  return {k: tf.concat(v, axis=0) for k, v in parts.items()}
 
+
+def _id_pairs(rows: tf.data.Dataset, user_key: str, item_key: str):
+  """(user ids, item ids) of the transformed rows, as int64 arrays."""
+  pairs = rows.map(lambda x: (tf.reshape(x[user_key], []), tf.reshape(x[item_key], [])))
+  users, items = [], []
+  for u, i in pairs.batch(65536).as_numpy_iterator():
+    users.append(u)
+    items.append(i)
+  if not users:
+    return np.zeros([0], np.int64), np.zeros([0], np.int64)
+  return np.concatenate(users).astype(np.int64), np.concatenate(items).astype(np.int64)
+
+
+def train(fn_args, tft_output: tft.TFTransformOutput, config: RankingConfig,
+          items: Optional[FeatureStore] = None, with_rating: Optional[bool] = None,
+          base_model: Optional[str] = None):
+  """Fits the ranking model; returns (model, history dict, warm-start report).
+
+  ``with_rating`` defaults to whether the Transform output has a rating; ``items`` (the
+  catalogue store negatives are sampled from) is read from the items split when not given.
   With ``base_model`` (the latest blessed ranking model) training starts from its weights.
   """
+  if with_rating is None:
+    with_rating = F.RATING_XF in tft_output.transformed_feature_spec()
   user_spec = data.side_spec(tft_output, F.USER_ID, F.USER_PREFIX)
   item_spec = data.side_spec(tft_output, F.ITEM_ID, F.ITEM_PREFIX)
-  keys = user_spec.keys + item_spec.keys + [F.RATING_XF]
+  keys = user_spec.keys + item_spec.keys + ([F.RATING_XF] if with_rating else [])
   rows = data.transformed_rows(fn_args.data_accessor, fn_args.train_files, tft_output, keys)
   train_rows, valid_rows = _split_train_validation(rows, config.validation_share)
   train_ds = (train_rows.shuffle(data.SHUFFLE_ROWS, seed=42, reshuffle_each_iteration=True)
               .batch(config.batch_size).prefetch(tf.data.AUTOTUNE))
   valid_ds = valid_rows.batch(4096) if valid_rows is not None else None
-  total, count = train_rows.reduce(
-      (0.0, 0.0), lambda acc, x: (acc[0] + tf.reshape(x[F.RATING_XF], []), acc[1] + 1.0))
-  mean = float(total) / max(1.0, float(count))
+  mean = 0.0
+  if with_rating:
+    total, count = train_rows.reduce(
+        (0.0, 0.0), lambda acc, x: (acc[0] + tf.reshape(x[F.RATING_XF], []), acc[1] + 1.0))
+    mean = float(total) / max(1.0, float(count))
+
+  if items is None:
+    _, items = build_stores(fn_args.train_files, tft_output)
+  catalogue = item_features(items, tft_output.transform_features_layer(), item_spec)
+  user_ids, item_ids = _id_pairs(rows, user_spec.id_key, item_spec.id_key)
+  counts = np.bincount(item_ids, minlength=item_spec.id_rows)
+  counts[item_spec.id_rows - 2:] = 0  # the OOV rows stand for many items
+  sampler = NegativeSampler(
+      catalogue, item_spec.id_key, item_spec.id_rows,
+      negative_probabilities(tf.reshape(catalogue[item_spec.id_key], [-1]).numpy(), counts,
+                             config.negative_popularity_share),
+      seen_keys=user_ids * item_spec.id_rows + item_ids)
+
   tf.random.set_seed(42)
-  model = RatingModel(user_spec, item_spec, config, mean_rating=mean)
+  model = RankingModel(user_spec, item_spec, config, mean_rating=mean, with_rating=with_rating,
+                       sampler=sampler)
   report = None
   if base_model:
     model(next(iter(train_ds)))  # creates the variables
@@ -137,8 +323,9 @@ def train(fn_args, tft_output: tft.TFTransformOutput, config: RankingConfig,
   model.compile(optimizer=keras.optimizers.Adam(config.learning_rate))
   callbacks = []
   if valid_ds is not None:
+    monitor = ('val_root_mean_squared_error', 'min') if with_rating else ('val_auc', 'max')
     callbacks.append(keras.callbacks.EarlyStopping(
-        monitor='val_root_mean_squared_error', patience=config.patience,
+        monitor=monitor[0], mode=monitor[1], patience=config.patience,
         restore_best_weights=True))
   history = model.fit(train_ds, validation_data=valid_ds, epochs=config.epochs,
                       callbacks=callbacks, verbose=2)
@@ -150,13 +337,11 @@ def run_fn(fn_args) -> None:
   custom = fn_args.custom_config or {}
   config = config_from_dict(RankingConfig, custom.get('ranking', {}))
   tft_output = tft.TFTransformOutput(fn_args.transform_output)
-  if F.RATING_XF not in tft_output.transformed_feature_spec():
-    raise ValueError('the interactions have no rating column: implicit feedback ranking is '
-                     'not implemented yet')
-  model, history, report = train(fn_args, tft_output, config, base_model=fn_args.base_model)
+  users, items = build_stores(fn_args.train_files, tft_output)
+  model, history, report = train(fn_args, tft_output, config, items=items,
+                                 base_model=fn_args.base_model)
   warm_start.save(model, model.row_vocabularies(), tft_output, fn_args.serving_model_dir)
   warm_start.write_report(fn_args.model_run_dir, report)
-  users, items = build_stores(fn_args.train_files, tft_output)
   serving = RankingServing(model, tft_output.transform_features_layer(), users, items)
   tf.saved_model.save(serving, fn_args.serving_model_dir, signatures=serving.signatures())
   sample = min(8, len(users.ids.numpy()), len(items.ids.numpy()))

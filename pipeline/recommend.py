@@ -42,7 +42,7 @@ def recommend(output_dir: str, user: str, k: int):
   """([(item_id, score, display text)] for ``user``, best first; whether the user is known).
 
   Uses the feed model (retrieve, drop seen items, rank) when one was pushed; otherwise the
-  retrieval and ranking models directly.
+  retrieval and ranking models directly (seen items not removed, no retrieval blend).
   """
   import tensorflow as tf
   serving = os.path.join(output_dir, 'serving')
@@ -64,12 +64,13 @@ def recommend(output_dir: str, user: str, k: int):
   found = retrieval.signatures['retrieve'](user_id=tf.constant([user]))
   items = found['item_ids'][0]
   scores = found['scores'][0].numpy()
-  ratings = ranking.signatures['rank'](
-      user_id=tf.fill(tf.shape(items), user), item_id=items)['rating'].numpy()
+  ranked = ranking.signatures['rank'](user_id=tf.fill(tf.shape(items), user), item_id=items)
+  # The feed's order (engagement); a ranking model from before the engagement head: rating.
+  ranked = (ranked['engagement_logit'] if 'engagement_logit' in ranked else ranked['rating']).numpy()
   texts = display(item_id=items)['text'].numpy()
-  order = ratings.argsort()[::-1][:k]
+  order = ranked.argsort()[::-1][:k]
   ids = items.numpy()
-  return [(ids[i].decode(), float(ratings[i]), texts[i].decode()) for i in order], known
+  return [(ids[i].decode(), float(ranked[i]), texts[i].decode()) for i in order], known
 
 
 def main(argv=None) -> int:

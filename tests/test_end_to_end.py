@@ -14,7 +14,7 @@ import tensorflow as tf
 
 import local_runner
 from pipeline import audience, recommend, synthetic_data
-from tests.conftest import FAST, MOVIELENS
+from tests.conftest import FAST, MOVIELENS, movielens_sample
 
 def _latest(out, kind):
   return tf.saved_model.load(recommend.latest_version(os.path.join(out, 'serving'), kind))
@@ -144,3 +144,27 @@ def test_local_runner_rejects_a_wrong_flag_and_a_bad_value(capsys):
     local_runner.parse_args(['--epochs', 'many'])
   assert exit_info.value.code == 2
   assert "argument --epochs: invalid int value: 'many'" in capsys.readouterr().err
+
+
+def test_implicit_feedback_runs_end_to_end(tmp_path):
+  """No rating column (views, likes): the ranking stage learns engagement from sampled
+  negatives, TFMA gates it on AUC against sampled non-interactions, and the feed is pushed."""
+  data = tmp_path / 'implicit'
+  movielens_sample(str(data), users=100)
+  with open(data / 'interactions.csv') as f:
+    rows = list(csv.reader(f))
+  keep = [i for i, c in enumerate(rows[0]) if c != 'rating']
+  with open(data / 'interactions.csv', 'w', newline='') as f:
+    csv.writer(f).writerows([[r[i] for i in keep] for r in rows])
+  out = tmp_path / 'out'
+  assert local_runner.main(['--data-dir', str(data), '--output-dir', str(out)] + FAST) == 0
+  with open(out / 'metrics.json') as f:
+    metrics = json.load(f)
+  ranking = metrics['ranking']
+  assert 'rmse' not in ranking and ranking['auc'] > 0.6 and ranking['blessed'], ranking
+  assert ranking['eval_examples'] == 5 * metrics['eval_interactions']  # 4 negatives each
+  assert all(metrics['pushed'][k] for k in ('retrieval', 'ranking', 'feed'))
+  assert metrics['feed']['hit_rate_at_10'] > 0
+  model = tf.saved_model.load(metrics['pushed_paths']['ranking'])
+  out_rank = model.signatures['rank'](user_id=tf.constant(['1']), item_id=tf.constant(['50']))
+  assert 'rating' not in out_rank and 0 <= float(out_rank['engagement'][0]) <= 1

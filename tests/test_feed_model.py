@@ -1,8 +1,8 @@
 """FeedModelBuilder: metrics and masking by hand, the composed model on fakes, and Do() on a run.
 
 The fakes are two tiny SavedModels with the retrieval and ranking signatures (retrieval order
-a > b > ... > f, predicted rating the other way round), so every feed can be worked out by
-hand. The run-based tests build the feed from the movielens_run fixture's artifacts and load
+a > b > ... > f, predicted rating the other way round, engagement in neither order), so every
+feed can be worked out by hand. The run-based tests build the feed from the movielens_run fixture's artifacts and load
 it in a fresh process, as TF Serving would.
 """
 import json
@@ -125,28 +125,38 @@ class FakeRetrieval(tf.Module):
     return {'scores': tf.gather(self.audience_only, tf.zeros_like(item_id, tf.int32))}
 
 
-class FakeRanking(tf.Module):
-  """Predicted rating read from a vocabulary file (an asset): a=1 ... f=6."""
+ENGAGEMENT_LOGITS = {'a': 2, 'b': 0, 'c': 4, 'd': 1, 'e': 3, 'f': 5}
 
-  def __init__(self, vocab_path):
+
+class FakeRanking(tf.Module):
+  """Predicted rating (a=1 ... f=6, + 0.5) and engagement logit (ENGAGEMENT_LOGITS) read from
+  a vocabulary file (an asset); ``outputs`` picks what ``rank`` returns."""
+
+  def __init__(self, vocab_path, outputs=('rating', 'engagement', 'engagement_logit')):
     super().__init__()
-    self.table = tf.lookup.StaticHashTable(
-        tf.lookup.TextFileInitializer(vocab_path, tf.string, 0, tf.int64, 1, delimiter='\t'),
-        default_value=0)
+    table = lambda column: tf.lookup.StaticHashTable(
+        tf.lookup.TextFileInitializer(vocab_path, tf.string, 0, tf.int64, column,
+                                      delimiter='\t'), default_value=0)
+    self.table, self.logits = table(1), table(2)
     self.bias = tf.Variable(0.5)
+    self.outputs = outputs
 
   @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='user_id'),
                                 tf.TensorSpec([None], tf.string, name='item_id')])
   def rank(self, user_id, item_id):
-    return {'rating': tf.cast(self.table.lookup(item_id), tf.float32) + self.bias}
+    logit = tf.cast(self.logits.lookup(item_id), tf.float32)
+    out = {'rating': tf.cast(self.table.lookup(item_id), tf.float32) + self.bias,
+           'engagement': tf.sigmoid(logit), 'engagement_logit': logit}
+    return {k: out[k] for k in self.outputs}
 
 
-def _save_fakes(folder):
+def _save_fakes(folder, outputs=('rating', 'engagement', 'engagement_logit')):
   os.makedirs(folder)
   vocab = os.path.join(folder, 'ratings.tsv')
   with open(vocab, 'w') as f:
-    f.write(''.join(f'{item}\t{j + 1}\n' for j, item in enumerate(CATALOGUE)))
-  retrieval, ranking = FakeRetrieval(), FakeRanking(vocab)
+    f.write(''.join(f'{item}\t{j + 1}\t{ENGAGEMENT_LOGITS[item]}\n'
+                    for j, item in enumerate(CATALOGUE)))
+  retrieval, ranking = FakeRetrieval(), FakeRanking(vocab, outputs)
   tf.saved_model.save(retrieval, os.path.join(folder, 'retrieval'), signatures={
       'embed_users': retrieval.embed_users.get_concrete_function(),
       'embed_items': retrieval.embed_items.get_concrete_function(),
@@ -169,7 +179,8 @@ FAKE_DATA = fx.FeedData(
 def test_fake_feed_removes_seen_ranks_and_falls_back(tmp_path):
   retrieval_dir, ranking_dir = _save_fakes(str(tmp_path / 'fakes'))
   export = str(tmp_path / 'feed')
-  info = fx.export_feed_model(retrieval_dir, ranking_dir, export, FAKE_DATA, k=2, candidates=3)
+  info = fx.export_feed_model(retrieval_dir, ranking_dir, export, FAKE_DATA, k=2, candidates=3,
+                              order_by='rating')
   # u4 has seen 5 items: the whole catalogue is searched.
   assert (info['candidates'], info['margin'], info['search_k']) == (3, 5, 6)
   shutil.rmtree(tmp_path / 'fakes')  # the feed model must not need its sources
@@ -201,6 +212,48 @@ def test_fake_feed_removes_seen_ranks_and_falls_back(tmp_path):
   metrics = fx.evaluate_feed(moved, FAKE_DATA)
   assert metrics['hit_rate_at_10'] == pytest.approx(2 / 3)  # u1: e; zz: a; u2: a is not in
   assert metrics['eval_users'] == 3 and metrics['unknown_eval_users'] == 1
+
+
+def _feed(tmp_path, **options):
+  retrieval_dir, ranking_dir = _save_fakes(str(tmp_path / 'fakes'))
+  retrieval, ranking = tf.saved_model.load(retrieval_dir), tf.saved_model.load(ranking_dir)
+  module, info = fx.build_feed(retrieval, ranking, FAKE_DATA, k=2, candidates=3, **options)
+  out = module.recommend(tf.constant(['u1', 'u2', 'zz', 'u4']))
+  ids = [[i.decode() for i in row] for row in out['item_ids'].numpy()]
+  return ids, out['scores'].numpy(), info
+
+
+def test_fake_feed_orders_by_engagement_by_default(tmp_path):
+  ids, scores, info = _feed(tmp_path, retrieval_weight=0.0)
+  assert info['order_by'] == 'engagement' == fx.FEED_DEFAULTS.order_by
+  # u1 saw a, b: window c, d, e; engagement logits c=4, d=1, e=3 (rating order: e, d).
+  assert ids[0] == ['c', 'e'] and scores[0].tolist() == [4.0, 3.0]
+  assert ids[1][0] == 'c' and ids[2] == ['a', 'b']  # u2: a, b, c; zz: popularity
+  assert ids[3] == ['f', ''] and scores[3][1] == -np.inf
+
+
+def test_fake_feed_blends_the_retrieval_score(tmp_path):
+  # Retrieval scores c=4, d=3, e=2: 3 x retrieval + engagement gives c=16, d=10, e=9.
+  ids, scores, info = _feed(tmp_path, retrieval_weight=3.0)
+  assert info['retrieval_weight'] == 3.0
+  assert ids[0] == ['c', 'd'] and scores[0].tolist() == [16.0, 10.0]
+  # The retrieval weight is an engagement-order setting; ratings are not mixed with it.
+  ids, scores, info = _feed(tmp_path / 'rating', order_by='rating', retrieval_weight=3.0)
+  assert ids[0] == ['e', 'd'] and scores[0].tolist() == [5.5, 4.5]
+  assert info['retrieval_weight'] == 0.0
+
+
+def test_feed_needs_the_output_it_orders_by(tmp_path):
+  retrieval_dir, ranking_dir = _save_fakes(str(tmp_path / 'implicit'),
+                                           outputs=('engagement', 'engagement_logit'))
+  retrieval, ranking = tf.saved_model.load(retrieval_dir), tf.saved_model.load(ranking_dir)
+  with pytest.raises(ValueError, match="needs the ranking model's rank signature"):
+    fx.build_feed(retrieval, ranking, FAKE_DATA, k=2, candidates=3, order_by='rating')
+  module, _ = fx.build_feed(retrieval, ranking, FAKE_DATA, k=2, candidates=3,
+                            retrieval_weight=0.0)  # implicit: the engagement order works
+  assert module.recommend(tf.constant(['u1']))['item_ids'].numpy()[0].tolist() == [b'c', b'e']
+  with pytest.raises(ValueError, match='unknown order_by'):
+    fx.build_feed(retrieval, ranking, FAKE_DATA, k=2, candidates=3, order_by='clicks')
 
 
 def test_warmup_writer_validates(tmp_path):
@@ -300,7 +353,8 @@ def test_do_writes_model_metrics_and_blessing(built_feed):
 
 
 def test_feed_matches_a_reference_built_from_the_two_models(built_feed):
-  """Retrieve over the catalogue, drop train items, rank the best 100, keep 10: by hand."""
+  """Retrieve over the catalogue, drop train items, score the best 100 by engagement (and
+  retrieval score), keep 10: by hand."""
   inputs, outputs = built_feed
   load = lambda artifact: tf.saved_model.load(os.path.join(artifact.uri, 'Format-Serving'))
   feed, retrieval, ranking = (load(outputs['model'][0]), load(inputs['retrieval_model'][0]),
@@ -314,13 +368,15 @@ def test_feed_matches_a_reference_built_from_the_two_models(built_feed):
     scores = items @ queries[row]
     seen = np.isin(data.catalogue, data.train_items[data.train_users == user])
     scores[seen] = -np.inf
-    candidates = data.catalogue[np.argsort(-scores, kind='stable')[:100]]
-    rating = ranking.signatures['rank'](user_id=tf.constant([user] * 100),
-                                        item_id=tf.constant(candidates))['rating'].numpy()
-    best = np.argsort(-rating, kind='stable')[:10]
+    order = np.argsort(-scores, kind='stable')[:100]
+    candidates = data.catalogue[order]
+    logit = ranking.signatures['rank'](user_id=tf.constant([user] * 100),
+                                       item_id=tf.constant(candidates))['engagement_logit']
+    expected = logit.numpy() + fx.FEED_DEFAULTS.retrieval_weight * scores[order]
+    best = np.argsort(-expected, kind='stable')[:10]
     got = [i.decode() for i in out['item_ids'][row].numpy()]
     assert got == candidates[best].tolist()
-    np.testing.assert_allclose(out['scores'][row].numpy(), rating[best], rtol=1e-5)
+    np.testing.assert_allclose(out['scores'][row].numpy(), expected[best], rtol=1e-4, atol=1e-4)
 
 
 FRESH_CHECK = r'''
@@ -374,7 +430,6 @@ def test_feed_model_serves_from_a_fresh_process(built_feed, tmp_path):
   assert ids[1] != ids[2]  # the cold user is served from its features, not by popularity
   popular, shares = fx.popular_items(data.train_items, data.catalogue, 10)
   assert ids[2] == popular.tolist() and scores[2] == pytest.approx(shares)  # unknown user
-  assert np.all(scores[:2] > 0.5) and np.all(scores[:2] < 6)  # predicted ratings
 
 
 def test_serving_check_blesses_the_feed_model(built_feed, tmp_path):
@@ -406,6 +461,9 @@ def test_component_interface():
       'model': standard_artifacts.Model, 'evaluation': standard_artifacts.ModelEvaluation,
       'blessing': standard_artifacts.ModelBlessing}
   assert builder.exec_properties['k'] == 10 and builder.exec_properties['candidates'] == 100
+  assert builder.exec_properties['order_by'] == 'engagement'
+  with pytest.raises(ValueError, match='unknown order_by'):
+    FeedModelBuilder(**common, order_by='clicks')
   with pytest.raises(ValueError, match='unknown index'):
     FeedModelBuilder(**common, index='faiss')
   with pytest.raises(ValueError, match='k'):

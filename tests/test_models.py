@@ -6,7 +6,8 @@ import tf_keras
 
 from models import data
 from models.feature_store import FeatureStore
-from models.ranking import RatingModel
+from models.ranking import (ENGAGEMENT, ENGAGEMENT_LOGIT, RATING, NegativeSampler, RankingModel,
+                            negative_probabilities)
 from models.retrieval import TwoTowerModel
 from models.towers import Encoder
 from pipeline import features as F
@@ -63,17 +64,85 @@ def test_two_tower_loss_decreases_on_a_fixed_batch():
   assert history.history['loss']
 
 
-def test_rating_model_starts_at_the_mean_and_learns():
-  model = RatingModel(USERS, ITEMS, RankingConfig(embedding_dim=4, hidden_units=(4,)),
-                      mean_rating=3.25)
+CATALOGUE_GENRES = [[1, 2], [3], [], [0, 1], [4], [5]]
+
+
+def sampler(probabilities=None, seen_keys=None):
+  """Negatives over a six-item catalogue (item i has id i)."""
+  features = {'item_id_xf': tf.constant(np.arange(6), tf.int64),
+              'item__genres_xf': tf.ragged.constant(CATALOGUE_GENRES, dtype=tf.int64)}
+  p = np.full(6, 1 / 6) if probabilities is None else probabilities
+  return NegativeSampler(features, 'item_id_xf', ITEMS.id_rows, p, seen_keys)
+
+
+def test_negative_probabilities_mix_popularity_and_uniform():
+  # Catalogue rows with item ids 0, 1, 7 (7: beyond the counts, e.g. never in train).
+  p = negative_probabilities(np.array([0, 1, 7]), np.array([3, 1]), popularity_share=0.5)
+  np.testing.assert_allclose(p, [0.5 * 3 / 4 + 0.5 / 3, 0.5 * 1 / 4 + 0.5 / 3, 0.5 / 3])
+  np.testing.assert_allclose(negative_probabilities(np.array([0, 1]), np.zeros(2), 1.0),
+                             [0.5, 0.5])  # no counts at all: uniform
+
+
+def test_sampler_draws_catalogue_rows_and_flags_seen_pairs():
+  tf.random.set_seed(0)
+  # Only items 2 and 4 can be drawn; user 1 has seen item 4, user 0 item 2.
+  negatives = sampler(np.array([0, 0, 0.5, 0, 0.5, 0]), seen_keys=[1 * 8 + 4, 0 * 8 + 2]).sample(200)
+  ids = negatives['item_id_xf'].numpy()
+  assert set(ids.tolist()) == {2, 4}
+  bags = tf.sparse.to_dense(negatives['item__genres_xf'], default_value=-1).numpy()
+  for item, bag in zip(ids, bags):  # each row carries its own item's features
+    assert [v for v in bag if v >= 0] == CATALOGUE_GENRES[item]
+  seen = sampler(seen_keys=[1 * 8 + 4, 0 * 8 + 2]).is_seen(
+      tf.constant([1, 1, 0, 0, 3], tf.int64), tf.constant([4, 2, 2, 4, 7], tf.int64))
+  assert seen.numpy().tolist() == [True, False, True, False, False]
+
+
+def test_ranking_model_starts_at_the_mean_and_learns_both_tasks():
+  config = RankingConfig(embedding_dim=4, hidden_units=(4,), engagement_negatives=3)
+  model = RankingModel(USERS, ITEMS, config, mean_rating=3.25, sampler=sampler())
   model.compile(optimizer=tf_keras.optimizers.Adam(0.05))
-  predictions = model(batch()).numpy()
-  assert predictions.shape == (4,)
-  assert np.all(np.abs(predictions - 3.25) < 0.5)
+  out = model(batch())
+  assert sorted(out) == sorted([RATING, ENGAGEMENT, ENGAGEMENT_LOGIT])
+  assert all(v.shape == (4,) and v.dtype == tf.float32 for v in out.values())
+  assert np.all(np.abs(out[RATING].numpy() - 3.25) < 0.5)
+  np.testing.assert_allclose(out[ENGAGEMENT].numpy(), tf.sigmoid(out[ENGAGEMENT_LOGIT]).numpy())
   ds = tf.data.Dataset.from_tensors(batch()).repeat(50)
   model.fit(ds, epochs=3, verbose=0)
-  rmse = np.sqrt(np.mean((model(batch()).numpy() - np.array([5, 3, 4, 1])) ** 2))
+  out = model(batch())
+  rmse = np.sqrt(np.mean((out[RATING].numpy() - np.array([5, 3, 4, 1])) ** 2))
   assert rmse < 0.5
+  # The observed pairs now score above the same users paired with other items.
+  others = dict(batch(), item_id_xf=tf.constant([0, 0, 0, 0], tf.int64))
+  assert 0 not in batch()['item_id_xf'].numpy()
+  assert np.all(out[ENGAGEMENT_LOGIT].numpy() > model(others)[ENGAGEMENT_LOGIT].numpy())
+
+
+def test_implicit_ranking_model_has_no_rating_and_ignores_seen_negatives():
+  features = batch()
+  del features[F.RATING_XF]
+  pairs = features['user_id_xf'].numpy() * ITEMS.id_rows + features['item_id_xf'].numpy()
+  # Every negative is one of the user's own items: all are masked, so the loss is the
+  # positives' cross-entropy only, whatever the negatives score.
+  config = RankingConfig(embedding_dim=4, hidden_units=(4,), engagement_negatives=5, l2=0.0,
+                         engagement_loss='binary')
+  only_seen = np.zeros(6)
+  only_seen[features['item_id_xf'].numpy()[0]] = 1.0
+  all_users_seen = [u * ITEMS.id_rows + features['item_id_xf'].numpy()[0] for u in range(6)]
+  model = RankingModel(USERS, ITEMS, config, with_rating=False,
+                       sampler=sampler(only_seen, np.concatenate([pairs, all_users_seen])))
+  out = model(features)
+  assert sorted(out) == [ENGAGEMENT, ENGAGEMENT_LOGIT]
+  positives = tf_keras.losses.BinaryCrossentropy(from_logits=True)(
+      tf.ones([4, 1]), out[ENGAGEMENT_LOGIT][:, tf.newaxis])
+  np.testing.assert_allclose(float(model.compute_loss(features)), float(positives) * 4 / 24,
+                             rtol=1e-5)
+  # Trained against real negatives, it learns to tell observed pairs from the rest.
+  model = RankingModel(USERS, ITEMS, config, with_rating=False,
+                       sampler=sampler(seen_keys=pairs))
+  model.compile(optimizer=tf_keras.optimizers.Adam(0.05))
+  before = float(model.compute_loss(features))
+  model.fit(tf.data.Dataset.from_tensors(features).repeat(60), epochs=2, verbose=0)
+  assert float(model.compute_loss(features)) < before
 
 
 def test_feature_store_returns_raw_features_and_misses():
@@ -111,3 +180,23 @@ def test_rank_of_target_counts_ties_against():
   assert rank_of_target(scores, np.array([1, 3]), excluded).tolist() == [1, 0]
   assert top_k_rates(np.array([0, 1, 5]), [1, 2]) == {'top_1': pytest.approx(1 / 3),
                                                        'top_2': pytest.approx(2 / 3)}
+
+
+def test_softmax_engagement_loss_by_hand():
+  """Each positive against its own negatives; a user's accidental hits leave its softmax."""
+  features = batch()
+  users = features['user_id_xf'].numpy()
+  only_item_4 = np.array([0, 0, 0, 0, 1.0, 0])
+  seen = [users[-1] * ITEMS.id_rows + 4]  # the last row's user has item 4 in train
+  config = RankingConfig(embedding_dim=4, hidden_units=(4,), engagement_negatives=3,
+                         engagement_loss='softmax', rating_weight=0.0)
+  model = RankingModel(USERS, ITEMS, config, sampler=sampler(only_item_4, seen))
+  positive = model(features)[ENGAGEMENT_LOGIT].numpy()
+  negative = model(dict(features, item_id_xf=tf.constant([4] * 4, tf.int64),
+                        item__genres_xf=tf.sparse.from_dense(tf.constant([[4]] * 4, tf.int64)))
+                   )[ENGAGEMENT_LOGIT].numpy()
+  rows = -np.log(np.exp(positive) / (np.exp(positive) + 3 * np.exp(negative)))
+  rows[users == users[-1]] = 0.0  # only the positive left in its softmax
+  np.testing.assert_allclose(float(model.compute_loss(features)), rows.mean(), rtol=1e-4)
+  with pytest.raises(ValueError, match='engagement_loss'):
+    RankingModel(USERS, ITEMS, RankingConfig(engagement_loss='pairwise'))

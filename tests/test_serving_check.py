@@ -50,9 +50,19 @@ def test_not_seen_ratings_and_vectors():
   ids = np.array([[b'i1', b'i2'], [b'i3', b'i4']], dtype=object)
   assert probe.check_not_seen(ids, ['u1', 'u2'], {'u1': ['i3'], 'u2': ['i1']}) == []
   assert 'train items' in probe.check_not_seen(ids, ['u1', 'u2'], {'u2': ['i4']})[0]
-  assert probe.check_ratings({'rating': np.array([4.0, 3.0], np.float32)}, 2) == []
-  assert probe.check_ratings({'rating': np.array([[4.0], [3.0]], np.float32)}, 2)
-  assert probe.check_ratings({'rating': np.array([np.inf, 3.0], np.float32)}, 2)
+  two = lambda *v: np.array(v, np.float32)
+  rank = {'rating': two(4.0, 3.0), 'engagement': two(0.9, 0.1), 'engagement_logit': two(2, -2)}
+  assert probe.check_ratings(rank, 2) == []
+  implicit = {'engagement': two(0.9, 0.1), 'engagement_logit': two(2, -2)}
+  assert probe.check_ratings(implicit, 2) == []
+  assert probe.check_ratings({'rating': two(4.0, 3.0)}, 2)  # rank without engagement
+  assert probe.check_ratings(dict(rank, rating=np.array([[4.0], [3.0]], np.float32)), 2)
+  assert probe.check_ratings(dict(rank, rating=two(np.inf, 3.0)), 2)
+  assert 'outside' in probe.check_ratings(dict(rank, engagement=two(1.5, 0.1)), 2)[0]
+  default = probe.SERVING_DEFAULT_OUTPUTS
+  assert probe.check_ratings({'rating': two(4.0, 3.0)}, 2, default) == []
+  assert probe.check_ratings({'engagement': two(0.5, 0.5)}, 2, default) == []
+  assert probe.check_ratings(rank, 2, default)  # TFMA reads a single output
   assert probe.check_vectors({'embeddings': np.ones([3, 4], np.float32)}, 3) == []
   assert probe.check_vectors({'embeddings': np.ones([3], np.float32)}, 3)
 

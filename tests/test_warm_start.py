@@ -7,7 +7,7 @@ import tensorflow as tf
 
 from models import warm_start
 from models.data import SideSpec
-from models.ranking import RatingModel
+from models.ranking import RankingModel
 from models.retrieval import TwoTowerModel
 from pipeline.configs import RankingConfig, RetrievalConfig
 from tests.test_models import batch
@@ -82,22 +82,25 @@ def test_retrieval_model_warm_starts_by_token(tmp_path):
 
 def test_changed_shapes_start_fresh_and_are_reported(tmp_path):
   users, items, tft_output = specs(USER_VOCAB, ITEM_VOCAB)
-  old = RatingModel(users, items, RankingConfig(embedding_dim=8, hidden_units=(4,)))
+  old = RankingModel(users, items, RankingConfig(embedding_dim=8, hidden_units=(4,)))
   old(batch())
   serving_dir = os.path.join(str(tmp_path), 'old', 'Format-Serving')
   warm_start.save(old, old.row_vocabularies(), tft_output, serving_dir)
 
-  new = RatingModel(users, items, RankingConfig(embedding_dim=8, hidden_units=(6,)))
+  new = RankingModel(users, items, RankingConfig(embedding_dim=8, hidden_units=(6,)))
   new(batch())
   report = warm_start.restore(new, new.row_vocabularies(), tft_output, serving_dir)
-  assert any(k.startswith('head/') for k in report['fresh'])
-  np.testing.assert_allclose(new.user_bias.embeddings.numpy(), old.user_bias.embeddings.numpy())
-  np.testing.assert_allclose(new.global_bias.numpy(), old.global_bias.numpy())
+  assert any(k.startswith('rating_head/deep/') for k in report['fresh'])
+  for head in ('rating_head', 'engagement_head'):
+    np.testing.assert_allclose(getattr(new, head).user_bias.embeddings.numpy(),
+                               getattr(old, head).user_bias.embeddings.numpy())
+    np.testing.assert_allclose(getattr(new, head).global_bias.numpy(),
+                               getattr(old, head).global_bias.numpy())
 
 
 def test_base_model_without_state_trains_from_scratch(tmp_path):
   users, items, tft_output = specs(USER_VOCAB, ITEM_VOCAB)
-  model = RatingModel(users, items, RankingConfig(embedding_dim=8, hidden_units=(4,)))
+  model = RankingModel(users, items, RankingConfig(embedding_dim=8, hidden_units=(4,)))
   model(batch())
   assert warm_start.restore(model, model.row_vocabularies(), tft_output,
                             str(tmp_path / 'Format-Serving')) is None

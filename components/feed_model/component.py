@@ -26,6 +26,8 @@ class FeedModelBuilderSpec(types.ComponentSpec):
       'index': ExecutionParameter(type=str),  # 'brute_force' | 'scann'
       'margin_cap': ExecutionParameter(type=int),
       'max_eval_users': ExecutionParameter(type=int),
+      'order_by': ExecutionParameter(type=str, optional=True),  # 'engagement' | 'rating'
+      'retrieval_weight': ExecutionParameter(type=float, optional=True),
       # Not read by the executor: a hash of the code, so that a code change invalidates the
       # cached result (pass pipeline.code_fingerprint('components', 'models')).
       'code_version': ExecutionParameter(type=str, optional=True),
@@ -53,7 +55,9 @@ class FeedModelBuilder(base_component.BaseComponent):
   index: 'brute_force' (plain TF ops, any TF Serving) or 'scann' (needs ScaNN's ops where it
     is served). margin_cap: at most this many extra items are retrieved to make up for the
     user's train items, which are removed. max_eval_users: score that many sampled eval users
-    for the metrics (0 = all). code_version: any string that changes with the code (caching).
+    for the metrics (0 = all). order_by, retrieval_weight: how candidates are ordered
+    (pipeline.configs.FeedConfig, executor.py). code_version: any string that changes with
+    the code (caching).
   """
 
   SPEC_CLASS = FeedModelBuilderSpec
@@ -64,16 +68,22 @@ class FeedModelBuilder(base_component.BaseComponent):
                retrieval_blessing: Optional[types.BaseChannel] = None,
                ranking_blessing: Optional[types.BaseChannel] = None,
                k: int = 10, candidates: int = 100, index: str = 'brute_force',
-               margin_cap: int = 1000, max_eval_users: int = 0, code_version: str = ''):
+               margin_cap: int = 1000, max_eval_users: int = 0,
+               order_by: str = executor.FEED_DEFAULTS.order_by,
+               retrieval_weight: float = executor.FEED_DEFAULTS.retrieval_weight,
+               code_version: str = ''):
     if index not in executor.INDEXES:
       raise ValueError(f'unknown index {index!r}; expected one of {executor.INDEXES}')
+    if order_by not in executor.ORDERS:
+      raise ValueError(f'unknown order_by {order_by!r}; expected one of {executor.ORDERS}')
     if not 1 <= k <= candidates:
       raise ValueError(f'need 1 <= k ({k}) <= candidates ({candidates})')
     spec = FeedModelBuilderSpec(
         retrieval_model=retrieval_model, ranking_model=ranking_model, examples=examples,
         retrieval_blessing=retrieval_blessing, ranking_blessing=ranking_blessing,
         k=int(k), candidates=int(candidates), index=index, margin_cap=int(margin_cap),
-        max_eval_users=int(max_eval_users), code_version=code_version,
+        max_eval_users=int(max_eval_users), order_by=order_by,
+        retrieval_weight=float(retrieval_weight), code_version=code_version,
         model=types.Channel(type=standard_artifacts.Model),
         evaluation=types.Channel(type=standard_artifacts.ModelEvaluation),
         blessing=types.Channel(type=standard_artifacts.ModelBlessing))

@@ -8,11 +8,17 @@
    build time, returns the best ``candidates + margin`` items, where margin is the largest
    number of train items of any user (capped at ``margin_cap`` and at the catalogue size).
 3. The user's train items are removed (never returned), the first ``candidates`` remaining
-   ones are scored with the ranking model's ``rank`` signature, and the best ``k`` by
-   predicted rating are returned, best first. Scores are predicted ratings.
+   ones are scored with the ranking model's ``rank`` signature, and the best ``k`` are
+   returned, best first. With ``order_by='engagement'`` (the default) the score is the
+   ranking model's engagement logit plus ``retrieval_weight`` times the retrieval score (the
+   dot product of the user's and the item's retrieval embeddings): a logit-scale "will the
+   user engage" score, higher is better, not a probability and not a rating. With
+   ``order_by='rating'`` the score is the predicted rating. The rating is the wrong order
+   for a feed: it says how much u would like i after watching it, not whether u would watch
+   it, and re-ranking by it undoes most of what retrieval found.
 4. A user unknown everywhere (neither in the users split nor in train) gets the ``k`` most
    popular train items instead; their scores are popularity shares (the item's share of
-   the train interactions), not ratings.
+   the train interactions), not ranking scores.
 
 If a row has fewer than ``k`` unseen candidates within the searched window (only when a
 user has seen more than ``margin_cap`` items, or nearly the whole catalogue), the list ends
@@ -45,12 +51,18 @@ from components.serving_check.executor import upstream_reasons, write_blessing
 from models import data
 from models import warmup
 from pipeline import features as F
+from pipeline.configs import FeedConfig
+
+FEED_DEFAULTS = FeedConfig()
 
 SIGNATURE = 'recommend'
 METRICS_FILE = 'feed_metrics.json'
 INDEXES = ('brute_force', 'scann')
 PADDING_ID = ''
 UNKNOWN_USER_SCORES = 'popularity_share'
+ORDERS = ('engagement', 'rating')
+# The rank signature's outputs each order reads (models/ranking.py).
+ORDER_OUTPUTS = {'engagement': 'engagement_logit', 'rating': 'rating'}
 METRIC_CUTOFF = 10
 
 
@@ -111,14 +123,20 @@ def seen_mask(user_rows: tf.Tensor, positions: tf.Tensor, seen_keys: tf.Tensor,
   return hit & (rows >= 0) & (positions >= 0)
 
 
-def first_unseen(positions: tf.Tensor, excluded: tf.Tensor,
-                 n: int) -> Tuple[tf.Tensor, tf.Tensor]:
-  """The first ``n`` entries per row that are not excluded, in order, and a validity mask
-  (False where a row had fewer than ``n`` such entries)."""
-  order = tf.cast(tf.range(tf.shape(positions)[1]), tf.float32)
+def unseen_columns(excluded: tf.Tensor, n: int) -> Tuple[tf.Tensor, tf.Tensor]:
+  """The columns of the first ``n`` entries per row that are not excluded, in order, and a
+  validity mask (False where a row had fewer than ``n`` such entries)."""
+  order = tf.cast(tf.range(tf.shape(excluded)[1]), tf.float32)
   key = tf.where(excluded, tf.constant(-np.inf, tf.float32), -order[tf.newaxis, :])
   values, columns = tf.math.top_k(key, k=n)
-  return tf.gather(positions, columns, batch_dims=1), tf.math.is_finite(values)
+  return columns, tf.math.is_finite(values)
+
+
+def first_unseen(positions: tf.Tensor, excluded: tf.Tensor,
+                 n: int) -> Tuple[tf.Tensor, tf.Tensor]:
+  """The first ``n`` entries per row that are not excluded, in order, and a validity mask."""
+  columns, valid = unseen_columns(excluded, n)
+  return tf.gather(positions, columns, batch_dims=1), valid
 
 
 def hit_rate(feeds: Mapping[str, Sequence[str]], eval_users: Sequence[str],
@@ -229,7 +247,8 @@ class FeedServing(tf.Module):
   def __init__(self, embed_users, rank, dependencies: Sequence[Any], catalogue: np.ndarray,
                item_embeddings: np.ndarray, known_users: np.ndarray, seen_keys: np.ndarray,
                popular_ids: np.ndarray, popular_scores: np.ndarray, k: int, candidates: int,
-               search_k: int, index: str = 'brute_force'):
+               search_k: int, index: str = 'brute_force', order_by: str = 'engagement',
+               retrieval_weight: float = 0.0):
     super().__init__(name='feed')
     import tensorflow_recommenders as tfrs
     if index not in INDEXES:
@@ -240,6 +259,11 @@ class FeedServing(tf.Module):
                        f'({search_k}) <= catalogue size ({num_items})')
     if len(popular_ids) != k:
       raise ValueError(f'{len(popular_ids)} popular items for k={k}')
+    if order_by not in ORDERS:
+      raise ValueError(f'unknown order_by {order_by!r}; expected one of {ORDERS}')
+    self.score_key = ORDER_OUTPUTS[order_by]
+    # The retrieval score only enters the engagement order (a logit scale).
+    self.retrieval_weight = float(retrieval_weight) if order_by == 'engagement' else 0.0
     self._models = list(dependencies)
     self._fns = _Untracked(embed_users=embed_users, rank=rank)
     self.k, self.candidates, self.search_k, self.num_items = k, candidates, search_k, num_items
@@ -268,20 +292,23 @@ class FeedServing(tf.Module):
 
   @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='user_id')])
   def recommend(self, user_id):
-    """The best k unseen items per user, best first, with their predicted ratings."""
+    """The best k unseen items per user, best first, with their scores (module docstring)."""
     batch = tf.shape(user_id)[0]
     embeddings = self._fns.embed_users(user_id=user_id)['embeddings']
-    _, positions = self.index(embeddings, k=self.search_k)
+    retrieval_scores, positions = self.index(embeddings, k=self.search_k)
     positions = tf.cast(positions, tf.int64)
     rows = self.user_rows.lookup(user_id)
     excluded = seen_mask(rows, positions, self.seen_keys, self.num_items) | (positions < 0)
-    candidates, valid = first_unseen(positions, excluded, self.candidates)
+    columns, valid = unseen_columns(excluded, self.candidates)
+    candidates = tf.gather(positions, columns, batch_dims=1)
     candidate_ids = tf.gather(self.catalogue, tf.maximum(candidates, 0))
-    rating = self._fns.rank(user_id=tf.repeat(user_id, self.candidates),
-                            item_id=tf.reshape(candidate_ids, [-1]))['rating']
-    rating = tf.where(valid, tf.reshape(rating, [batch, self.candidates]),
-                      tf.constant(-np.inf, tf.float32))
-    scores, columns = tf.math.top_k(rating, k=self.k)
+    ranked = self._fns.rank(user_id=tf.repeat(user_id, self.candidates),
+                            item_id=tf.reshape(candidate_ids, [-1]))[self.score_key]
+    ranked = tf.reshape(ranked, [batch, self.candidates])
+    if self.retrieval_weight:
+      ranked += self.retrieval_weight * tf.gather(retrieval_scores, columns, batch_dims=1)
+    ranked = tf.where(valid, ranked, tf.constant(-np.inf, tf.float32))
+    scores, columns = tf.math.top_k(ranked, k=self.k)
     item_ids = tf.gather(candidate_ids, columns, batch_dims=1)
     item_ids = tf.where(tf.math.is_finite(scores), item_ids, PADDING_ID)
     known = (rows >= 0)[:, tf.newaxis]
@@ -321,8 +348,10 @@ def _signature(model, name: str, where: str):
 
 
 def build_feed(retrieval, ranking, feed_data: FeedData, k: int = 10, candidates: int = 100,
-               index: str = 'brute_force', margin_cap: int = 1000) -> Tuple[FeedServing,
-                                                                            Dict[str, Any]]:
+               index: str = 'brute_force', margin_cap: int = 1000,
+               order_by: str = FEED_DEFAULTS.order_by,
+               retrieval_weight: float = FEED_DEFAULTS.retrieval_weight
+               ) -> Tuple[FeedServing, Dict[str, Any]]:
   """The feed module from two loaded SavedModels; and what was chosen (sizes, margin)."""
   catalogue = np.asarray(feed_data.catalogue).astype(str)
   if len(set(catalogue.tolist())) != len(catalogue):
@@ -330,6 +359,12 @@ def build_feed(retrieval, ranking, feed_data: FeedData, k: int = 10, candidates:
   embed_users = _signature(retrieval, 'embed_users', 'retrieval')
   embed_items = _signature(retrieval, 'embed_items', 'retrieval')
   rank = _signature(ranking, 'rank', 'ranking')
+  if order_by not in ORDERS:
+    raise ValueError(f'unknown order_by {order_by!r}; expected one of {ORDERS}')
+  if ORDER_OUTPUTS[order_by] not in rank.structured_outputs:
+    raise ValueError(f'order_by={order_by!r} needs the ranking model\'s rank signature to '
+                     f'return {ORDER_OUTPUTS[order_by]!r}; it returns '
+                     f'{sorted(rank.structured_outputs)}')
   known = feed_data.known_users
   user_rows = {u: r for r, u in enumerate(known)}
   item_positions = {i: j for j, i in enumerate(catalogue)}
@@ -346,10 +381,12 @@ def build_feed(retrieval, ranking, feed_data: FeedData, k: int = 10, candidates:
   module = FeedServing(embed_users, rank, dependencies, catalogue,
                        _embed(embed_items, catalogue), known, keys, popular_ids,
                        popular_scores, k=k, candidates=candidates, search_k=search_k,
-                       index=index)
+                       index=index, order_by=order_by, retrieval_weight=retrieval_weight)
   info = {'k': k, 'candidates': candidates, 'margin': margin, 'search_k': search_k,
           'max_seen': max_seen, 'catalogue_size': len(catalogue), 'known_users': len(known),
-          'index': index, 'unknown_user_scores': UNKNOWN_USER_SCORES}
+          'index': index, 'order_by': order_by,
+          'retrieval_weight': module.retrieval_weight,
+          'unknown_user_scores': UNKNOWN_USER_SCORES}
   return module, info
 
 
@@ -363,12 +400,15 @@ def warmup_users(feed_data: FeedData, n: int = 3) -> np.ndarray:
 
 def export_feed_model(retrieval_dir: str, ranking_dir: str, export_dir: str,
                       feed_data: FeedData, k: int = 10, candidates: int = 100,
-                      index: str = 'brute_force', margin_cap: int = 1000) -> Dict[str, Any]:
+                      index: str = 'brute_force', margin_cap: int = 1000,
+                      order_by: str = FEED_DEFAULTS.order_by,
+                      retrieval_weight: float = FEED_DEFAULTS.retrieval_weight) -> Dict[str, Any]:
   """Loads both SavedModels, saves the feed model to ``export_dir`` with warm-up requests."""
   retrieval = tf.saved_model.load(retrieval_dir)
   ranking = tf.saved_model.load(ranking_dir)
   module, info = build_feed(retrieval, ranking, feed_data, k=k, candidates=candidates,
-                            index=index, margin_cap=margin_cap)
+                            index=index, margin_cap=margin_cap, order_by=order_by,
+                            retrieval_weight=retrieval_weight)
   options = (tf.saved_model.SaveOptions(namespace_whitelist=['Scann'])
              if index == 'scann' else None)
   tf.saved_model.save(module, export_dir,
@@ -458,7 +498,11 @@ class Executor(base_executor.BaseExecutor):
         export_dir, feed_data, k=int(exec_properties.get('k') or 10),
         candidates=int(exec_properties.get('candidates') or 100),
         index=exec_properties.get('index') or 'brute_force',
-        margin_cap=int(exec_properties.get('margin_cap') or 1000))
+        margin_cap=int(exec_properties.get('margin_cap') or 1000),
+        order_by=exec_properties.get('order_by') or FEED_DEFAULTS.order_by,
+        retrieval_weight=float(exec_properties.get('retrieval_weight')
+                               if exec_properties.get('retrieval_weight') is not None
+                               else FEED_DEFAULTS.retrieval_weight))
     for key, source in (('retrieval_model', retrieval), ('ranking_model', ranking)):
       model.set_string_custom_property(key, source.uri)
       if source.id:

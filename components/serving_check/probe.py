@@ -93,14 +93,24 @@ def check_vectors(outputs: Dict[str, np.ndarray], batch: int) -> List[str]:
   return []
 
 
-def check_ratings(outputs: Dict[str, np.ndarray], batch: int) -> List[str]:
-  if set(outputs) != {'rating'}:
-    return [f'output keys {sorted(outputs)} != [\'rating\']']
-  rating = outputs['rating']
-  if rating.dtype != np.float32 or rating.shape != (batch,):
-    return [f'rating {rating.dtype} {rating.shape}, expected float32 ({batch},)']
-  if not np.all(np.isfinite(rating)):
-    return [f'{int(np.sum(~np.isfinite(rating)))} non-finite ratings']
+# The ranking model's outputs, per signature: with a rating column, or implicit feedback.
+RANK_OUTPUTS = ({'rating', 'engagement', 'engagement_logit'}, {'engagement', 'engagement_logit'})
+SERVING_DEFAULT_OUTPUTS = ({'rating'}, {'engagement'})
+
+
+def check_ratings(outputs: Dict[str, np.ndarray], batch: int,
+                  allowed: Sequence[set] = RANK_OUTPUTS) -> List[str]:
+  """float32 [batch] finite scores under one of the ``allowed`` key sets; engagement in [0, 1]."""
+  if set(outputs) not in [set(a) for a in allowed]:
+    return [f'output keys {sorted(outputs)} not one of {[sorted(a) for a in allowed]}']
+  for key, values in sorted(outputs.items()):
+    if values.dtype != np.float32 or values.shape != (batch,):
+      return [f'{key} {values.dtype} {values.shape}, expected float32 ({batch},)']
+    if not np.all(np.isfinite(values)):
+      return [f'{int(np.sum(~np.isfinite(values)))} non-finite {key} values']
+  engagement = outputs.get('engagement')
+  if engagement is not None and not np.all((engagement >= 0) & (engagement <= 1)):
+    return ['engagement outside [0, 1]']
   return []
 
 
@@ -249,7 +259,8 @@ def probe(model_dir: str, spec: Dict[str, Any], load_scann: bool = False) -> Dic
           model, 'rank', user_id=np.array(u, dtype=object), item_id=np.array(i, dtype=object)),
           len(u)))
       checks.run(f'{name}:serving_default', lambda u=users, i=items: check_ratings(_call(
-          model, 'serving_default', examples=_serialized_examples(u, i)), len(u)))
+          model, 'serving_default', examples=_serialized_examples(u, i)), len(u),
+          SERVING_DEFAULT_OUTPUTS))
   if widths:
     checks.add('same_list_width', [] if len(set(widths.values())) == 1
                else [f'list widths differ between requests: {widths}'])
