@@ -6,8 +6,8 @@ For each size it generates synthetic data (pipeline/synthetic_data.py; users = i
 interactions / 10), runs `local_runner.py` in a subprocess (DirectRunner, multi-processing,
 the default) on a fresh output folder without cache, and records the wall time of every
 component (the run's metrics.json), the end-to-end wall time, the peak RSS summed over the
-runner and all its children (psutil, every 0.5 s), the load average, and the quality
-metrics. Each size's result is kept in OUTPUT/results/SIZE.json, so a long series can be split
+runner and all its children (psutil, every 0.5 s), the CPU seconds of the tree, the load
+average, and the quality metrics. Each size's result is kept in OUTPUT/results/SIZE.json, so a long series can be split
 over several invocations (a size already measured is not re-run without --force). The
 table of every measured size goes to benchmarks/SCALE.md (printed too), the log-log plot
 of time against size to benchmarks/scale.png.
@@ -17,6 +17,7 @@ import datetime
 import json
 import math
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -125,11 +126,15 @@ def measure(n: int, out: str, seed: int) -> Dict:
   load_before = os.getloadavg()
   print(f'[{name}] {" ".join(cmd[1:])}  (load {load_before[0]:.2f})', flush=True)
   started = time.time()
+  cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
   with open(os.path.join(out, f'runner-{name.lower()}.log'), 'w') as log:
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
     with TreeSampler(proc.pid) as sampler:
       code = proc.wait()
   wall = time.time() - started
+  # CPU seconds of every reaped descendant: less sensitive to other users' load than wall time.
+  cpu_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+  cpu = (cpu_after.ru_utime - cpu_before.ru_utime) + (cpu_after.ru_stime - cpu_before.ru_stime)
   metrics_path = os.path.join(run_dir, 'metrics.json')
   metrics = {}
   if os.path.exists(metrics_path):
@@ -139,7 +144,8 @@ def measure(n: int, out: str, seed: int) -> Dict:
   return {
       'name': name, 'interactions': n, 'users': max(n // 10, 100), 'items': max(n // 10, 100),
       'flags': flags, 'exit_code': code, 'status': metrics.get('status', 'failed'),
-      'wall_seconds': round(wall, 1), 'generate_seconds': round(generate_seconds, 1),
+      'wall_seconds': round(wall, 1), 'cpu_seconds': round(cpu, 1),
+      'generate_seconds': round(generate_seconds, 1),
       'peak_rss_bytes': sampler.peak_rss,
       'load': {'before': round(load_before[0], 2), 'mean': round(sum(loads) / len(loads), 2),
                'max': round(max(loads), 2)},
@@ -208,6 +214,7 @@ def table(results: List[Dict]) -> List[str]:
   for c in component_order(results):
     row(f'{c} (s)', lambda r, c=c: r['components'].get(c, {}).get('seconds'))
   row('**end to end (s)**', lambda r: r['wall_seconds'])
+  row('CPU seconds, process tree', lambda r: r.get('cpu_seconds'))
   row('**peak RSS, process tree (GB)**', lambda r: r['peak_rss_bytes'] / 1e9, 2)
   rows.append('| load average before / mean / max | ' + ' | '.join(
       f'{r["load"]["before"]:.1f} / {r["load"]["mean"]:.1f} / {r["load"]["max"]:.1f}'
@@ -262,7 +269,8 @@ def report(results: List[Dict], commit: str, notes: str = '') -> str:
       '`local_runner.py --no-cache` on a fresh output folder, DirectRunner multi-processing. '
       'Peak RSS is summed over the runner and all its children sampled every 0.5 s (shared '
       'pages are counted once per process, so it is an upper bound). The machine was shared: '
-      'the load average during each run is in the table.', '',
+      'the load average during each run is in the table, and CPU seconds of the process tree '
+      '(user + system) are less sensitive to it than wall time.', '',
       'Run flags per size (model defaults unchanged):', '', flags, '',
       *table(results), '', '![time against size](scale.png)', '',
       notes or NOTES_MARKER + '\n'])
