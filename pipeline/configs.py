@@ -65,7 +65,8 @@ class GateConfig:
   # Ranking: maximum RMSE, and the largest allowed increase against the blessed model.
   max_rmse: float = 1.2
   max_rmse_increase: float = 0.02
-  # Eval users scored by the retrieval evaluation (0 = all); bounds its cost at scale.
+  # Eval users scored by the retrieval and feed evaluations (0 = all); bounds their cost at
+  # scale (the feed evaluation costs eval users x catalogue).
   eval_max_users: int = 0
 
 
