@@ -44,5 +44,11 @@ benchmark: setup
 benchmark-serving: setup
 	$(PY) -m benchmarks.serving $(RUN_ARGS)
 
+# Pipeline cost at 100K, 1M, 10M synthetic interactions (resumable: SCALE_ARGS=--sizes=1m)
+# -> benchmarks/SCALE.md and benchmarks/scale.png
+SCALE_ARGS ?=
+benchmark-scale: setup
+	$(PY) -m benchmarks.scale $(SCALE_ARGS)
+
 clean:
 	rm -rf out build

@@ -42,8 +42,8 @@ def add_model_flags(parser: argparse.ArgumentParser) -> None:
   gates.add_argument('--max-rmse-increase', type=float, default=g.max_rmse_increase,
                      help='largest allowed increase against the latest blessed ranking model')
   gates.add_argument('--eval-max-users', type=int, default=g.eval_max_users,
-                     help='score at most this many eval users in the retrieval evaluation '
-                     '(0: all)')
+                     help='score at most this many eval users (a fixed random sample) in the '
+                     'retrieval and feed evaluations (0: all)')
   data = parser.add_argument_group('ingestion')
   data.add_argument('--eval-percent', type=int, default=i.eval_percent,
                     help='share of interactions held out when the data is not pre-split')

@@ -102,7 +102,8 @@ class GateConfig:
   min_auc: float = 0.6
   max_auc_drop: float = 0.01
   engagement_eval_negatives: int = 4
-  # Eval users scored by the retrieval evaluation (0 = all); bounds its cost at scale.
+  # Eval users scored by the retrieval and feed evaluations (0 = all); bounds their cost at
+  # scale (the feed evaluation costs eval users x catalogue).
   eval_max_users: int = 0
 
 

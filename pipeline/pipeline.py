@@ -263,6 +263,9 @@ def create_pipeline(
       retrieval_blessing=retrieval_evaluator.outputs['blessing'],
       ranking_blessing=evaluator.outputs['blessing'],
       k=feed_k, candidates=feed_candidates, index=retrieval.index,
+      # The feed evaluation scores every eval user against the whole catalogue otherwise:
+      # users x items, the fastest-growing cost of a run (benchmarks/SCALE.md).
+      max_eval_users=gates.eval_max_users,
       code_version=code).with_id(FEED_BUILDER)
   feed_check = serving_check(feed.outputs['model'], feed.outputs['blessing'], 'feed', FEED_CHECK)
   feed_pusher = pusher(feed.outputs['model'], feed_check.outputs['blessing'], 'feed',

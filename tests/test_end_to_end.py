@@ -131,10 +131,10 @@ def test_audience_for_an_unknown_item_is_a_clear_error(movielens_run, capsys):
   assert "item 'no-such-item' is not in the catalogue" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize('tool', [recommend, audience])
-def test_command_line_tools_reject_a_wrong_flag(tool, capsys):
+@pytest.mark.parametrize('tool,required', [(recommend, '--user'), (audience, '--item')])
+def test_command_line_tools_reject_a_wrong_flag(tool, required, capsys):
   with pytest.raises(SystemExit) as exit_info:
-    tool.main(['--no-such-flag'])
+    tool.main([required, '1', '--no-such-flag'])
   assert exit_info.value.code == 2
   assert 'unrecognized arguments: --no-such-flag' in capsys.readouterr().err
 

@@ -1,0 +1,40 @@
+"""The scale benchmark's writer: table, growth slope, plot and kept notes on fake results."""
+import math
+
+from benchmarks import scale
+
+PNG_MAGIC = b'\x89PNG\r\n\x1a\n'
+
+
+def fake(n, ingest, train, wall, feed=True):
+  return {
+      'name': scale.size_name(n), 'interactions': n, 'users': n // 10, 'items': n // 10,
+      'flags': scale.run_flags(n), 'exit_code': 0, 'status': 'succeeded',
+      'wall_seconds': wall, 'generate_seconds': 1.0, 'peak_rss_bytes': 2_500_000_000,
+      'load': {'before': 2.0, 'mean': 2.5, 'max': 3.0},
+      'components': {'InteractionExampleGen': {'state': 'done', 'seconds': ingest},
+                     'RetrievalTrainer': {'state': 'done', 'seconds': train}},
+      'retrieval': {'top_100': 0.3}, 'ranking': {'rmse': 0.9},
+      'feed': {'hit_rate_at_10': 0.1} if feed else {}, 'date': '2026-11-29T00:00:00'}
+
+
+def test_sizes_and_flags():
+  assert scale.parse_size('100k') == 100_000 and scale.parse_size('10M') == 10_000_000
+  assert scale.size_name(1_000_000) == '1M' and scale.size_name(250_000) == '250K'
+  assert '--eval-max-users' in scale.run_flags(10_000_000)
+
+
+def test_table_slope_plot_and_notes(tmp_path):
+  results = [fake(100_000, 10, 50, 100), fake(1_000_000, 100, 400, 1000, feed=False)]
+  # Ingestion 10 -> 100 s over a tenfold size: slope 1 (linear).
+  assert math.isclose(scale.slope(results, lambda r: r['components']
+                                  ['InteractionExampleGen']['seconds']), 1.0)
+  rows = scale.table(results)
+  assert rows[0].startswith('| | 100K | 1M | growth 100K→1M')
+  ingest = next(r for r in rows if r.startswith('| InteractionExampleGen'))
+  assert ingest == '| InteractionExampleGen (s) | 10.0 | 100.0 | 1.00 |'
+  assert any(r.startswith('| feed hit_rate_at_10 | 0.100 | – |') for r in rows)
+  text = scale.report(results, 'abc123', scale.NOTES_MARKER + '\nkept\n')
+  assert 'commit abc123' in text and text.rstrip().endswith('kept')
+  scale.plot(results, str(tmp_path / 'p.png'))
+  assert (tmp_path / 'p.png').read_bytes()[:8] == PNG_MAGIC
