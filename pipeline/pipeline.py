@@ -56,39 +56,38 @@ ENGAGEMENT_EVAL_EXAMPLES = 'EngagementEvalExamples'
 PUSHERS = (RETRIEVAL_PUSHER, RANKING_PUSHER, FEED_PUSHER)
 
 
-def ranking_eval_config(gates: GateConfig) -> tfma.EvalConfig:
-  """TFMA config: RMSE under a ceiling and not worse than the blessed model by a margin."""
+def _gated_eval_config(label_key: str, metric: str, value_threshold: tfma.GenericValueThreshold,
+                       direction, change: float) -> tfma.EvalConfig:
+  """TFMA config of one metric over the whole eval set, with a value bound and a largest
+  allowed change against the blessed model (LatestBlessedModelStrategy's baseline)."""
   return tfma.EvalConfig(
-      model_specs=[tfma.ModelSpec(signature_name='serving_default', label_key=F.RATING)],
+      model_specs=[tfma.ModelSpec(signature_name='serving_default', label_key=label_key)],
       slicing_specs=[tfma.SlicingSpec()],
       metrics_specs=[tfma.MetricsSpec(metrics=[
           tfma.MetricConfig(class_name='ExampleCount'),
           tfma.MetricConfig(
-              class_name='RootMeanSquaredError',
+              class_name=metric,
               threshold=tfma.MetricThreshold(
-                  value_threshold=tfma.GenericValueThreshold(upper_bound={'value': gates.max_rmse}),
+                  value_threshold=value_threshold,
                   change_threshold=tfma.GenericChangeThreshold(
-                      direction=tfma.MetricDirection.LOWER_IS_BETTER,
-                      absolute={'value': gates.max_rmse_increase}))),
+                      direction=direction, absolute={'value': change}))),
       ])])
+
+
+def ranking_eval_config(gates: GateConfig) -> tfma.EvalConfig:
+  """TFMA config: RMSE under a ceiling and not worse than the blessed model by a margin."""
+  return _gated_eval_config(
+      F.RATING, 'RootMeanSquaredError',
+      tfma.GenericValueThreshold(upper_bound={'value': gates.max_rmse}),
+      tfma.MetricDirection.LOWER_IS_BETTER, gates.max_rmse_increase)
 
 
 def engagement_eval_config(gates: GateConfig) -> tfma.EvalConfig:
   """TFMA config without ratings: AUC of the engagement probability against sampled
   non-interactions, above a floor and not below the blessed model's by more than a margin."""
-  return tfma.EvalConfig(
-      model_specs=[tfma.ModelSpec(signature_name='serving_default', label_key=F.ENGAGED)],
-      slicing_specs=[tfma.SlicingSpec()],
-      metrics_specs=[tfma.MetricsSpec(metrics=[
-          tfma.MetricConfig(class_name='ExampleCount'),
-          tfma.MetricConfig(
-              class_name='AUC',
-              threshold=tfma.MetricThreshold(
-                  value_threshold=tfma.GenericValueThreshold(lower_bound={'value': gates.min_auc}),
-                  change_threshold=tfma.GenericChangeThreshold(
-                      direction=tfma.MetricDirection.HIGHER_IS_BETTER,
-                      absolute={'value': -gates.max_auc_drop}))),
-      ])])
+  return _gated_eval_config(
+      F.ENGAGED, 'AUC', tfma.GenericValueThreshold(lower_bound={'value': gates.min_auc}),
+      tfma.MetricDirection.HIGHER_IS_BETTER, -gates.max_auc_drop)
 
 
 def code_fingerprint(*packages: str) -> str:

@@ -55,9 +55,12 @@ def labelled_pairs(pair: tuple, catalogue: List[bytes], negatives: int,
       drawn += 1
 
 
-def _catalogue(records: Iterable[bytes]) -> List[bytes]:
-  ids = sorted({tf.train.Example.FromString(r).features.feature[F.ITEM_ID].bytes_list.value[0]
-                for r in records})
+def _item_id(record: bytes) -> bytes:
+  return tf.train.Example.FromString(record).features.feature[F.ITEM_ID].bytes_list.value[0]
+
+
+def _catalogue(item_ids: Iterable[bytes]) -> List[bytes]:
+  ids = sorted(set(item_ids))
   if not ids:
     raise ValueError('the items split is empty: no catalogue to sample negatives from')
   return ids
@@ -82,6 +85,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
       catalogue = (pipeline
                    | 'ReadItems' >> beam.io.ReadFromTFRecord(
                        split_uri(F.ITEMS), compression_type=beam.io.filesystem.CompressionTypes.GZIP)
+                   | 'ItemIds' >> beam.Map(_item_id)
                    | 'Catalogue' >> beam.combiners.ToList()
                    | 'Ids' >> beam.Map(_catalogue))
       _ = (pipeline
