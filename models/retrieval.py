@@ -15,7 +15,8 @@ import tf_keras as keras
 from absl import logging
 
 from models import data, warm_start
-from models.feature_store import FeatureStore, build_stores
+from models.feature_store import FeatureStore, build_stores, item_features
+from models.index import make_index
 from models.towers import Tower
 from models.warmup import write_warmup_requests
 from pipeline import features as F
@@ -28,8 +29,14 @@ class TwoTowerModel(tfrs.Model):
   """Query tower (user id and features) and candidate tower (item id and features)."""
 
   def __init__(self, user_spec: data.SideSpec, item_spec: data.SideSpec,
-               config: RetrievalConfig, item_log_prob: Optional[np.ndarray] = None):
+               config: RetrievalConfig, item_log_prob: Optional[np.ndarray] = None,
+               catalogue: Optional[Dict[str, tf.Tensor]] = None):
     super().__init__()
+    # Mixed negative sampling: catalogue items drawn uniformly join the in-batch negatives,
+    # so that items too rare to appear in batches are pushed down too.
+    self.extra_negatives = config.extra_negatives if catalogue is not None else 0
+    self.catalogue = catalogue
+    self.batch_size = config.batch_size
     self.query_tower = Tower(user_spec, config.embedding_dim, config.hidden_units,
                              l2=config.l2, id_dropout=config.id_dropout, name='query')
     self.candidate_tower = Tower(item_spec, config.embedding_dim, config.hidden_units,
@@ -44,9 +51,18 @@ class TwoTowerModel(tfrs.Model):
     queries = self.query_tower(features, training=training)
     candidates = self.candidate_tower(features, training=training)
     item_ids = tf.reshape(features[self.item_key], [-1])
+    if self.extra_negatives:
+      rows = tf.random.uniform([self.extra_negatives], 0,
+                               tf.shape(self.catalogue[self.item_key])[0], dtype=tf.int32)
+      extra = {k: _gather_rows(v, rows) for k, v in self.catalogue.items()}
+      candidates = tf.concat([candidates, self.candidate_tower(extra, training=training)], 0)
+      item_ids = tf.concat([item_ids, tf.reshape(extra[self.item_key], [-1])], 0)
     sampling = None
     if self.item_log_prob is not None:
-      sampling = tf.exp(tf.gather(self.item_log_prob, item_ids))
+      # Expected share of each candidate among the negatives: by popularity in the batch,
+      # uniform in the extra ones (the mixture's correction, Yang et al. 2020).
+      sampling = (self.batch_size * tf.exp(tf.gather(self.item_log_prob, item_ids))
+                  + self.extra_negatives / tf.cast(tf.size(self.item_log_prob), tf.float32))
     return self.task(queries, candidates, candidate_sampling_probability=sampling,
                      candidate_ids=item_ids, compute_metrics=False)
 
@@ -54,6 +70,11 @@ class TwoTowerModel(tfrs.Model):
     """The vocabulary-indexed tables, for warm start."""
     return warm_start.encoder_row_vocabularies([self.query_tower.encoder,
                                                 self.candidate_tower.encoder])
+
+
+def _gather_rows(values: tf.Tensor, rows: tf.Tensor) -> tf.Tensor:
+  picked = tf.gather(values, rows)
+  return picked.to_sparse() if isinstance(picked, tf.RaggedTensor) else picked
 
 
 def item_log_probabilities(tft_output: tft.TFTransformOutput) -> np.ndarray:
@@ -87,13 +108,7 @@ class RetrievalServing(tf.Module):
                              if F.item_feature(c) in items.columns), F.ITEM_ID)
     item_ids = items.ids.numpy()
     embeddings = self._batched(self.embed_items, item_ids)
-    if index == 'scann':
-      self.index = tfrs.layers.factorized_top_k.ScaNN(k=k, num_leaves=max(1, int(np.sqrt(len(item_ids)))),
-                                                      num_leaves_to_search=max(1, int(np.sqrt(len(item_ids)) // 10)))
-    elif index == 'brute_force':
-      self.index = tfrs.layers.factorized_top_k.BruteForce(k=k)
-    else:
-      raise ValueError(f'unknown index {index!r}; expected brute_force or scann')
+    self.index = make_index(index, k, len(item_ids))
     self.index.index(tf.constant(embeddings), tf.constant(item_ids))
     # The reverse direction, for ad audiences: every known user, scored against an item.
     user_ids = users.ids.numpy()
@@ -157,8 +172,12 @@ def train(fn_args, tft_output: tft.TFTransformOutput, config: RetrievalConfig,
   train_ds = data.transformed_dataset(fn_args.data_accessor, fn_args.train_files, tft_output,
                                       config.batch_size, shuffle=True, keys=keys)
   log_prob = item_log_probabilities(tft_output) if config.popularity_correction else None
+  catalogue = None
+  if config.extra_negatives:
+    _, items = build_stores(fn_args.train_files, tft_output)
+    catalogue = item_features(items, tft_output.transform_features_layer(), item_spec)
   tf.random.set_seed(42)
-  model = TwoTowerModel(user_spec, item_spec, config, log_prob)
+  model = TwoTowerModel(user_spec, item_spec, config, log_prob, catalogue)
   report = None
   if base_model:
     model.compute_loss(next(iter(train_ds)))  # creates the variables

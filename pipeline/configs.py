@@ -28,6 +28,8 @@ class RetrievalConfig:
   # Probability of replacing an id by the out-of-vocabulary row during training, so that the
   # OOV row and the feature layers learn to serve users and items never seen in training.
   id_dropout: float = 0.05
+  # Catalogue items sampled uniformly per batch as extra negatives (0: in-batch only).
+  extra_negatives: int = 0
   top_k: int = 100
   # Users returned by the `audience` signature (ad targeting), at most.
   audience_k: int = 1000

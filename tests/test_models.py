@@ -64,6 +64,43 @@ def test_two_tower_loss_decreases_on_a_fixed_batch():
   assert history.history['loss']
 
 
+def test_extra_negatives_join_the_softmax_with_the_mixture_correction():
+  catalogue = {'item_id_xf': tf.constant(np.arange(6), tf.int64),
+               'item__genres_xf': tf.ragged.constant(CATALOGUE_GENRES, dtype=tf.int64)}
+  config = RetrievalConfig(embedding_dim=8, hidden_units=(8,), extra_negatives=5, batch_size=4)
+  log_prob = np.log(np.full([8], 1 / 8, np.float32))
+  model = TwoTowerModel(USERS, ITEMS, config, item_log_prob=log_prob, catalogue=catalogue)
+  seen = {}
+  original = model.task.call
+
+  def spy(query_embeddings, candidate_embeddings, **kwargs):
+    seen.update(candidates=candidate_embeddings.shape[0],
+                probability=kwargs['candidate_sampling_probability'].numpy(),
+                ids=kwargs['candidate_ids'].numpy())
+    return original(query_embeddings, candidate_embeddings, **kwargs)
+
+  model.task.call = spy
+  loss = model.compute_loss(batch(), training=True)
+  assert np.isfinite(float(loss))
+  assert seen['candidates'] == 4 + 5  # the batch's items, then five catalogue rows
+  assert set(seen['ids'][4:].tolist()) <= set(range(6))
+  # Every column's expected share: batch x p(item) + extra / vocabulary rows.
+  np.testing.assert_allclose(seen['probability'], 4 / 8 + 5 / 8, rtol=1e-6)
+  # Without a catalogue the option is inert.
+  assert TwoTowerModel(USERS, ITEMS, config, item_log_prob=log_prob).extra_negatives == 0
+
+
+def test_index_settings_follow_the_catalogue_size():
+  from models import index
+  assert index.scann_leaves(1_000_000, 0.05) == (1000, 50)
+  assert index.scann_leaves(10, 0.01) == (3, 1)
+  assert type(index.make_index('brute_force', 5, 100)).__name__ == 'BruteForce'
+  with pytest.raises(ValueError, match='unknown index'):
+    index.make_index('faiss', 5, 100)
+  with pytest.raises(ValueError, match='search_share'):
+    index.make_index('scann', 5, 100, search_share=0)
+
+
 CATALOGUE_GENRES = [[1, 2], [3], [], [0, 1], [4], [5]]
 
 
@@ -115,6 +152,14 @@ def test_ranking_model_starts_at_the_mean_and_learns_both_tasks():
   others = dict(batch(), item_id_xf=tf.constant([0, 0, 0, 0], tf.int64))
   assert 0 not in batch()['item_id_xf'].numpy()
   assert np.all(out[ENGAGEMENT_LOGIT].numpy() > model(others)[ENGAGEMENT_LOGIT].numpy())
+
+
+def test_predicted_ratings_are_clipped_to_the_training_range_outside_training():
+  model = RankingModel(USERS, ITEMS, RankingConfig(embedding_dim=4, hidden_units=(4,)),
+                       mean_rating=9.0, rating_range=(1.0, 5.0))
+  assert np.all(model(batch())[RATING].numpy() == 5.0)
+  # Training sees the unclipped value, so the loss still has a gradient.
+  assert np.all(model(batch(), training=True)[RATING].numpy() > 6.0)
 
 
 def test_implicit_ranking_model_has_no_rating_and_ignores_seen_negatives():

@@ -49,6 +49,7 @@ from tfx.utils import path_utils
 
 from components.serving_check.executor import upstream_reasons, write_blessing
 from models import data
+from models.index import KINDS as index_kinds, make_index
 from models import warmup
 from pipeline import features as F
 from pipeline.configs import FeedConfig
@@ -57,7 +58,7 @@ FEED_DEFAULTS = FeedConfig()
 
 SIGNATURE = 'recommend'
 METRICS_FILE = 'feed_metrics.json'
-INDEXES = ('brute_force', 'scann')
+INDEXES = index_kinds
 PADDING_ID = ''
 UNKNOWN_USER_SCORES = 'popularity_share'
 ORDERS = ('engagement', 'rating')
@@ -250,7 +251,6 @@ class FeedServing(tf.Module):
                search_k: int, index: str = 'brute_force', order_by: str = 'engagement',
                retrieval_weight: float = 0.0):
     super().__init__(name='feed')
-    import tensorflow_recommenders as tfrs
     if index not in INDEXES:
       raise ValueError(f'unknown index {index!r}; expected one of {INDEXES}')
     num_items = len(catalogue)
@@ -280,14 +280,7 @@ class FeedServing(tf.Module):
     self.popular_scores = tf.Variable(popular_scores.astype(np.float32), trainable=False,
                                       name='popular_scores')
     embeddings = tf.constant(item_embeddings, tf.float32)
-    if index == 'scann':
-      leaves = max(1, int(np.sqrt(num_items)))
-      # Search enough leaves to hold the window several times over.
-      to_search = min(leaves, max(1, int(np.ceil(leaves * min(1.0, 4.0 * search_k / num_items)))))
-      self.index = tfrs.layers.factorized_top_k.ScaNN(
-          k=search_k, num_leaves=leaves, num_leaves_to_search=to_search)
-    else:
-      self.index = tfrs.layers.factorized_top_k.BruteForce(k=search_k)
+    self.index = make_index(index, search_k, num_items)
     self.index.index(embeddings)  # identifiers: catalogue positions
 
   @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='user_id')])
