@@ -129,6 +129,38 @@ def transformed_rows(data_accessor, files: List[str], tft_output: tft.TFTransfor
   return ds.map(transform, num_parallel_calls=tf.data.AUTOTUNE).unbatch().cache()
 
 
+def id_pairs(rows: tf.data.Dataset, user_key: str, item_key: str):
+  """(user ids, item ids) of the transformed rows, as int64 arrays."""
+  pairs = rows.map(lambda x: (tf.reshape(x[user_key], []), tf.reshape(x[item_key], [])))
+  users, items = [], []
+  for u, i in pairs.batch(65536).as_numpy_iterator():
+    users.append(u)
+    items.append(i)
+  if not users:
+    return np.zeros([0], np.int64), np.zeros([0], np.int64)
+  return np.concatenate(users).astype(np.int64), np.concatenate(items).astype(np.int64)
+
+
+class SeenPairs:
+  """Membership of (user id, item id) pairs, as sorted keys ``user * item_rows + item``.
+
+  Searched with ``tf.searchsorted``, so it works at any catalogue size (a dense user x item
+  matrix would not). A plain object: nothing here is exported.
+  """
+
+  def __init__(self, keys, item_rows: int):
+    keys = np.unique(np.asarray(keys, np.int64))
+    self.item_rows = item_rows
+    self.keys = tf.constant(np.append(keys, np.iinfo(np.int64).max), tf.int64)
+
+  def contains(self, user_ids: tf.Tensor, item_ids: tf.Tensor) -> tf.Tensor:
+    query = tf.cast(user_ids, tf.int64) * self.item_rows + tf.cast(item_ids, tf.int64)
+    found = tf.searchsorted(self.keys, tf.reshape(query, [-1]), side='left', out_type=tf.int64)
+    found = tf.minimum(found, tf.size(self.keys, out_type=tf.int64) - 1)
+    return tf.reshape(tf.equal(tf.gather(self.keys, found), tf.reshape(query, [-1])),
+                      tf.shape(query))
+
+
 _KIND_DTYPES = {'bytes_list': tf.string, 'float_list': tf.float32, 'int64_list': tf.int64}
 
 

@@ -54,8 +54,7 @@ class NegativeSampler:
     self.item_rows = item_rows
     self.logits = tf.constant(np.log(np.maximum(probabilities, 1e-12))[np.newaxis, :],
                               tf.float32)
-    keys = np.asarray(seen_keys if seen_keys is not None else [], np.int64)
-    self.seen_keys = tf.constant(np.append(np.unique(keys), np.iinfo(np.int64).max), tf.int64)
+    self.seen = data.SeenPairs(seen_keys if seen_keys is not None else [], item_rows)
 
   def sample(self, n: tf.Tensor) -> Dict[str, tf.Tensor]:
     rows = tf.random.categorical(self.logits, n, dtype=tf.int64)[0]
@@ -66,10 +65,7 @@ class NegativeSampler:
     return out
 
   def is_seen(self, user_ids: tf.Tensor, item_ids: tf.Tensor) -> tf.Tensor:
-    query = tf.cast(user_ids, tf.int64) * self.item_rows + tf.cast(item_ids, tf.int64)
-    found = tf.searchsorted(self.seen_keys, query, side='left', out_type=tf.int64)
-    found = tf.minimum(found, tf.size(self.seen_keys, out_type=tf.int64) - 1)
-    return tf.equal(tf.gather(self.seen_keys, found), query)
+    return self.seen.contains(user_ids, item_ids)
 
 
 def negative_probabilities(item_ids: np.ndarray, counts: np.ndarray,
@@ -256,18 +252,6 @@ def _split_train_validation(rows: tf.data.Dataset, share: float):
           enumerated.filter(keep(True)).map(strip))
 
 
-def _id_pairs(rows: tf.data.Dataset, user_key: str, item_key: str):
-  """(user ids, item ids) of the transformed rows, as int64 arrays."""
-  pairs = rows.map(lambda x: (tf.reshape(x[user_key], []), tf.reshape(x[item_key], [])))
-  users, items = [], []
-  for u, i in pairs.batch(65536).as_numpy_iterator():
-    users.append(u)
-    items.append(i)
-  if not users:
-    return np.zeros([0], np.int64), np.zeros([0], np.int64)
-  return np.concatenate(users).astype(np.int64), np.concatenate(items).astype(np.int64)
-
-
 def train(fn_args, tft_output: tft.TFTransformOutput, config: RankingConfig,
           items: Optional[FeatureStore] = None, with_rating: Optional[bool] = None,
           base_model: Optional[str] = None):
@@ -300,7 +284,7 @@ def train(fn_args, tft_output: tft.TFTransformOutput, config: RankingConfig,
   if items is None:
     _, items = build_stores(fn_args.train_files, tft_output)
   catalogue = item_features(items, tft_output.transform_features_layer(), item_spec)
-  user_ids, item_ids = _id_pairs(rows, user_spec.id_key, item_spec.id_key)
+  user_ids, item_ids = data.id_pairs(rows, user_spec.id_key, item_spec.id_key)
   counts = np.bincount(item_ids, minlength=item_spec.id_rows)
   counts[item_spec.id_rows - 2:] = 0  # the OOV rows stand for many items
   sampler = NegativeSampler(
@@ -323,6 +307,10 @@ def train(fn_args, tft_output: tft.TFTransformOutput, config: RankingConfig,
     callbacks.append(keras.callbacks.EarlyStopping(
         monitor=monitor[0], mode=monitor[1], patience=config.patience,
         restore_best_weights=True))
+    if config.plateau_lr_factor:
+      callbacks.append(keras.callbacks.ReduceLROnPlateau(
+          monitor=monitor[0], mode=monitor[1], factor=config.plateau_lr_factor, patience=1,
+          min_lr=config.learning_rate / 100))
   history = model.fit(train_ds, validation_data=valid_ds, epochs=config.epochs,
                       callbacks=callbacks, verbose=2)
   return model, {k: [float(v) for v in vals] for k, vals in history.history.items()}, report

@@ -28,8 +28,13 @@ class RetrievalConfig:
   # Probability of replacing an id by the out-of-vocabulary row during training, so that the
   # OOV row and the feature layers learn to serve users and items never seen in training.
   id_dropout: float = 0.05
-  # Catalogue items sampled uniformly per batch as extra negatives (0: in-batch only).
+  # Catalogue items sampled uniformly per batch as extra negatives (0: in-batch only), for
+  # catalogues too large for batches to cover. Seed-42 split: 2048 gave top_100_unseen 0.633
+  # against 0.628 in-batch only, for 35% more training time.
   extra_negatives: int = 0
+  # Mask every train pair of a user out of the user's in-batch negatives, not only the
+  # positive's own item id.
+  mask_seen: bool = False
   top_k: int = 100
   # Users returned by the `audience` signature (ad targeting), at most.
   audience_k: int = 1000
@@ -52,6 +57,8 @@ class RankingConfig:
   # Share of the training rows held out for early stopping (never the eval split).
   validation_share: float = 0.05
   patience: int = 3
+  # Multiply the learning rate by this when the held-out metric stalls for an epoch (0: off).
+  plateau_lr_factor: float = 0.0
   # Engagement head: observed (user, item) pairs against items sampled for the same user.
   # Negatives per positive, and the share of them drawn by train popularity (the rest
   # uniformly from the catalogue). Popularity-drawn negatives make the head discount

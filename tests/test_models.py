@@ -84,15 +84,16 @@ def test_extra_negatives_join_the_softmax_with_the_mixture_correction():
   assert np.isfinite(float(loss))
   assert seen['candidates'] == 4 + 5  # the batch's items, then five catalogue rows
   assert set(seen['ids'][4:].tolist()) <= set(range(6))
-  # Every column's expected share: batch x p(item) + extra / vocabulary rows.
-  np.testing.assert_allclose(seen['probability'], 4 / 8 + 5 / 8, rtol=1e-6)
+  # Every column's probability under the mixture: (batch x p(item) + extra / rows) / (batch
+  # + extra); here p is uniform over the 8 rows, so the mixture is uniform too.
+  np.testing.assert_allclose(seen['probability'], 1 / 8, rtol=1e-6)
   # Without a catalogue the option is inert.
   assert TwoTowerModel(USERS, ITEMS, config, item_log_prob=log_prob).extra_negatives == 0
 
 
 def test_index_settings_follow_the_catalogue_size():
   from models import index
-  assert index.scann_leaves(1_000_000, 0.05) == (1000, 50)
+  assert index.scann_leaves(1_000_000, 0.2) == (1000, 200)
   assert index.scann_leaves(10, 0.01) == (3, 1)
   assert type(index.make_index('brute_force', 5, 100)).__name__ == 'BruteForce'
   with pytest.raises(ValueError, match='unknown index'):
@@ -245,3 +246,43 @@ def test_softmax_engagement_loss_by_hand():
   np.testing.assert_allclose(float(model.compute_loss(features)), rows.mean(), rtol=1e-4)
   with pytest.raises(ValueError, match='engagement_loss'):
     RankingModel(USERS, ITEMS, RankingConfig(engagement_loss='pairwise'))
+
+
+def test_retrieval_export_adds_the_popularity_prior_for_new_users_only():
+  from models.retrieval import RetrievalServing
+  users_spec = data.SideSpec(id_key='user_id_xf', id_rows=4, categorical={}, bags={}, numeric=[])
+  items_spec = data.SideSpec(id_key='item_id_xf', id_rows=5, categorical={}, bags={}, numeric=[])
+  model = TwoTowerModel(users_spec, items_spec, RetrievalConfig(embedding_dim=4, hidden_units=()))
+  spec = {'user_id': tf.io.FixedLenFeature([], tf.string),
+          'item_id': tf.io.FixedLenFeature([], tf.string)}
+  # Users a, b and the new user c (in the users table, not in the id vocabulary).
+  users = FeatureStore('user_id', {'user_id': np.array(['a', 'b', 'c'], object)}, spec)
+  items = FeatureStore('item_id', {'item_id': np.array(['x', 'y', 'z'], object)}, spec)
+  vocab = {'user_id': ['a', 'b'], 'item_id': ['x', 'y', 'z']}
+  tables = {k: tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(
+      tf.constant(v), tf.range(len(v), dtype=tf.int64)), default_value=len(v)) for k, v in vocab.items()}
+
+  def tft_layer(raw):  # the id vocabularies, OOV -> the vocabulary size
+    return {f'{k}_xf': tables[k].lookup(tf.reshape(v, [-1])) for k, v in raw.items()}
+
+  log_prob = np.log(np.array([0.7, 0.2, 0.1, 1e-3, 1e-3], np.float32))
+  serving = RetrievalServing(model, tft_layer, users, items, k=3, index='brute_force',
+                             audience_k=3, item_log_prob=log_prob, cold_start_weight=0.5)
+  queries = serving.embed_users(tf.constant(['a', 'c', 'unknown']))['embeddings'].numpy()
+  np.testing.assert_allclose(queries[:, -1], [0.0, 0.5, 0.5])
+  vectors = serving.embed_items(tf.constant(['x', 'z']))['embeddings'].numpy()
+  np.testing.assert_allclose(vectors[:, -1], log_prob[[0, 2]], rtol=1e-6)
+  towers = lambda side, ids: getattr(model, side)(tft_layer({'user_id' if side == 'query_tower'
+                                                             else 'item_id': tf.constant(ids)}))
+  np.testing.assert_allclose(queries[:, :-1], towers('query_tower', ['a', 'c', 'unknown']),
+                             rtol=1e-6)
+  # A new user's list is the towers' score plus 0.5 x log P(item); a known user's is not.
+  for user, prior in (('a', 0.0), ('c', 0.5)):
+    scores = (towers('query_tower', [user]).numpy() @ towers('candidate_tower', ['x', 'y', 'z']).numpy().T
+              + prior * log_prob[:3])[0]
+    got = serving.retrieve(tf.constant([user]))
+    assert [i.decode() for i in got['item_ids'].numpy()[0]] == [['x', 'y', 'z'][j] for j in np.argsort(-scores)]
+  # Audiences rank users by the towers alone: the prior shifts no one.
+  audience = serving.audience(tf.constant(['y']))
+  expected = towers('candidate_tower', ['y']).numpy() @ towers('query_tower', ['a', 'b', 'c']).numpy().T
+  np.testing.assert_allclose(np.sort(audience['scores'].numpy()[0]), np.sort(expected[0]), rtol=1e-5)
