@@ -155,7 +155,7 @@ def beam_args(args: argparse.Namespace):
   result = cli.beam_pipeline_args(args)
   own = len(result) - len(args.beam_arg)  # the user's --beam-arg values come last
   for i in range(own):
-    if result[i].startswith('--direct_num_workers=') and args.beam_mode == 'multi_processing':
+    if result[i].startswith('--direct_num_workers=') and cli.beam_mode(args) == 'multi_processing':
       result[i] = '--direct_num_workers=0'
   return result
 

@@ -41,7 +41,7 @@ def run_flags(interactions: int) -> List[str]:
     epochs = ['--retrieval-epochs', '10', '--ranking-epochs', '10']
   else:
     epochs = ['--retrieval-epochs', '2', '--ranking-epochs', '2']
-  return epochs + ['--eval-max-users', str(EVAL_MAX_USERS)]
+  return epochs + ['--eval-max-users', str(EVAL_MAX_USERS), '--beam-mode', 'multi_processing']
 
 
 def parse_size(name: str) -> int:

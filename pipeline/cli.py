@@ -12,6 +12,10 @@ from pipeline.configs import GateConfig, IngestConfig, RankingConfig, RetrievalC
 
 BEAM_RUNNERS = ('direct', 'dataflow', 'flink', 'spark')
 
+# Below this input size the DirectRunner's worker processes (each imports TensorFlow) cost
+# more than they save.
+IN_MEMORY_BELOW_BYTES = 64 << 20
+
 
 def add_model_flags(parser: argparse.ArgumentParser) -> None:
   """Hyper-parameters and gates (defaults: the configuration dataclasses)."""
@@ -64,9 +68,11 @@ def add_retraining_flags(parser: argparse.ArgumentParser) -> None:
 def add_beam_flags(parser: argparse.ArgumentParser) -> None:
   group = parser.add_argument_group('beam')
   group.add_argument('--beam-runner', choices=BEAM_RUNNERS, default='direct')
-  group.add_argument('--beam-mode', choices=['multi_processing', 'in_memory'],
-                     default='multi_processing',
-                     help='DirectRunner mode; multi_processing runs one worker per core')
+  group.add_argument('--beam-mode', choices=['auto', 'multi_processing', 'in_memory'],
+                     default='auto',
+                     help='DirectRunner mode; multi_processing runs one worker per core; auto: '
+                     'in_memory when the local input folder holds less than '
+                     f'{IN_MEMORY_BELOW_BYTES >> 20} MB, else multi_processing')
   group.add_argument('--beam-arg', action='append', default=[], metavar='ARG',
                      help='extra Beam pipeline argument, repeatable, e.g. '
                      '--beam-arg=--project=P (see README for each runner)')
@@ -89,10 +95,25 @@ def configs_from_args(args: argparse.Namespace) -> Tuple[RetrievalConfig, Rankin
   return retrieval, ranking, gates, ingest
 
 
+def _folder_bytes(path: str) -> int:
+  return sum(os.path.getsize(os.path.join(root, name))
+             for root, _, names in os.walk(path) for name in names)
+
+
+def beam_mode(args: argparse.Namespace) -> str:
+  """The DirectRunner mode, with 'auto' resolved from the size of a local --data-dir."""
+  if args.beam_mode != 'auto':
+    return args.beam_mode
+  data_dir = getattr(args, 'data_dir', None)
+  if data_dir and os.path.isdir(data_dir) and _folder_bytes(data_dir) < IN_MEMORY_BELOW_BYTES:
+    return 'in_memory'
+  return 'multi_processing'
+
+
 def beam_pipeline_args(args: argparse.Namespace) -> List[str]:
   """Beam arguments of the chosen runner; the user adds project, region etc. with --beam-arg."""
   if args.beam_runner == 'direct':
-    if args.beam_mode == 'in_memory':
+    if beam_mode(args) == 'in_memory':
       base = ['--direct_running_mode=in_memory', '--direct_num_workers=1']
     else:
       base = ['--direct_running_mode=multi_processing',

@@ -33,7 +33,8 @@ class RetrievalConfig:
   # against 0.628 in-batch only, for 35% more training time.
   extra_negatives: int = 0
   # Mask every train pair of a user out of the user's in-batch negatives, not only the
-  # positive's own item id.
+  # positive's own item id. Seed-42 split: top_10_unseen 0.173 against 0.165 (top_100_unseen
+  # unchanged, 0.628), for 60% more training time (searchsorted over the train pairs).
   mask_seen: bool = False
   top_k: int = 100
   # Users returned by the `audience` signature (ad targeting), at most.
