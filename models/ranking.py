@@ -307,10 +307,6 @@ def train(fn_args, tft_output: tft.TFTransformOutput, config: RankingConfig,
     callbacks.append(keras.callbacks.EarlyStopping(
         monitor=monitor[0], mode=monitor[1], patience=config.patience,
         restore_best_weights=True))
-    if config.plateau_lr_factor:
-      callbacks.append(keras.callbacks.ReduceLROnPlateau(
-          monitor=monitor[0], mode=monitor[1], factor=config.plateau_lr_factor, patience=1,
-          min_lr=config.learning_rate / 100))
   history = model.fit(train_ds, validation_data=valid_ds, epochs=config.epochs,
                       callbacks=callbacks, verbose=2)
   return model, {k: [float(v) for v in vals] for k, vals in history.history.items()}, report
