@@ -149,13 +149,16 @@ def beam_args(args: argparse.Namespace):
   """pipeline.cli's Beam arguments; the DirectRunner sizes itself on the worker.
 
   cli.beam_pipeline_args counts the cores of this machine; 0 makes Beam count the cores of
-  the machine that runs the component.
+  the machine that runs the component. 'auto' means multi_processing here: the size of a
+  folder on this machine says nothing about the machines the components run on.
   """
   from pipeline import cli
+  if args.beam_mode == 'auto':
+    args = argparse.Namespace(**dict(vars(args), beam_mode='multi_processing'))
   result = cli.beam_pipeline_args(args)
   own = len(result) - len(args.beam_arg)  # the user's --beam-arg values come last
   for i in range(own):
-    if result[i].startswith('--direct_num_workers=') and cli.beam_mode(args) == 'multi_processing':
+    if result[i].startswith('--direct_num_workers=') and args.beam_mode == 'multi_processing':
       result[i] = '--direct_num_workers=0'
   return result
 

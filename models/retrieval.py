@@ -117,12 +117,14 @@ class RetrievalServing(tf.Module):
   """What the retrieval SavedModel holds: stores, Transform layer, towers and the index.
 
   The vectors it indexes and returns (``embed_users``, ``embed_items``) carry one extra column
-  for cold start: ``cold_start_weight`` for a user the id vocabulary does not know (0 for the
-  others) on the query side, log P(item) in training on the item side. A known user's scores
-  are the towers' dot product; a new user's, served from features only, add
-  ``cold_start_weight`` x log P(item): with the temperature as weight this undoes the
-  training's popularity correction, i.e. it falls back on popularity where the id says
-  nothing (seed-42 split, 200 users under new ids: top_10 0.052 -> 0.063, most popular 0.055).
+  for cold start: on the item side log P(item) in training divided by S, the largest
+  |log P| (so that the column stays within [-1, 0], like the unit-norm towers, and does not
+  dominate ScaNN's partitioning); on the query side ``cold_start_weight`` x S for a user the
+  id vocabulary does not know, 0 for the others. A known user's scores are the towers' dot
+  product; a new user's, served from features only, add ``cold_start_weight`` x log P(item):
+  with the temperature as weight this undoes the training's popularity correction, i.e. it
+  falls back on popularity where the id says nothing (seed-42 split, 200 users under new
+  ids: top_10 0.052 -> 0.063, most popular 0.055).
   """
 
   def __init__(self, model: TwoTowerModel, tft_layer, users: FeatureStore,
@@ -135,10 +137,12 @@ class RetrievalServing(tf.Module):
     self.user_key = model.query_tower.encoder.spec.id_key
     self.item_key = model.item_key
     self.user_oov = model.query_tower.encoder.oov_id
-    self.cold_start_weight = tf.constant(float(cold_start_weight))
     rows = model.candidate_tower.encoder.spec.id_rows
-    self.item_log_prob = tf.constant(item_log_prob if item_log_prob is not None
-                                     else np.zeros([rows], np.float32), tf.float32)
+    log_prob = (np.asarray(item_log_prob, np.float32) if item_log_prob is not None
+                else np.zeros([rows], np.float32))
+    scale = float(max(1.0, np.max(np.abs(log_prob)))) if len(log_prob) else 1.0
+    self.item_prior = tf.constant(log_prob / scale, tf.float32)
+    self.cold_start_weight = tf.constant(float(cold_start_weight) * scale)
     self.users = users
     self.items = items
     self.k = k
@@ -176,7 +180,7 @@ class RetrievalServing(tf.Module):
   @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='item_id')])
   def embed_items(self, item_id):
     features = self.tft_layer(self.items.lookup(item_id))
-    prior = tf.gather(self.item_log_prob, tf.reshape(features[self.item_key], [-1]))
+    prior = tf.gather(self.item_prior, tf.reshape(features[self.item_key], [-1]))
     return {'embeddings': tf.concat([self.candidate_tower(features), prior[:, tf.newaxis]], 1)}
 
   @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='user_id')])

@@ -1,4 +1,6 @@
 """Model builders, feature stores and the retrieval metrics on plain tensors (no TFX)."""
+import dataclasses
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -89,6 +91,31 @@ def test_extra_negatives_join_the_softmax_with_the_mixture_correction():
   np.testing.assert_allclose(seen['probability'], 1 / 8, rtol=1e-6)
   # Without a catalogue the option is inert.
   assert TwoTowerModel(USERS, ITEMS, config, item_log_prob=log_prob).extra_negatives == 0
+
+
+def test_mask_seen_takes_a_users_train_items_out_of_their_negatives():
+  features = batch()
+  users = features['user_id_xf'].numpy()
+  items = features['item_id_xf'].numpy()
+  assert items[3] != items[0] and users[3] != users[0]
+  # User of row 0 has also seen the item of row 3 (and its own positive).
+  seen = data.SeenPairs([users[0] * 8 + items[3], users[0] * 8 + items[0]], item_rows=8)
+  config = RetrievalConfig(embedding_dim=8, hidden_units=(8,), mask_seen=True,
+                           popularity_correction=False)
+  model = TwoTowerModel(USERS, ITEMS, config, seen=seen)
+  loss = float(model.compute_loss(features))
+  scores = (model.query_tower(features).numpy() @ model.candidate_tower(features).numpy().T
+            / config.temperature)
+  masked = (items[np.newaxis, :] == items[:, np.newaxis]) & ~np.eye(4, dtype=bool)
+  masked[0, 3] = True
+  scores[masked] = -1e9
+  expected = -np.sum(np.diag(scores) - np.log(np.sum(np.exp(scores), axis=1)))
+  np.testing.assert_allclose(loss, expected, rtol=1e-4)
+  # Without the mask row 0's loss counts row 3's item as a negative.
+  plain = TwoTowerModel(USERS, ITEMS, dataclasses.replace(config, mask_seen=False))
+  plain.compute_loss(features)  # creates the variables
+  plain.set_weights(model.get_weights())
+  assert float(plain.compute_loss(features)) != pytest.approx(loss)
 
 
 def test_index_settings_follow_the_catalogue_size():
@@ -260,29 +287,34 @@ def test_retrieval_export_adds_the_popularity_prior_for_new_users_only():
   items = FeatureStore('item_id', {'item_id': np.array(['x', 'y', 'z'], object)}, spec)
   vocab = {'user_id': ['a', 'b'], 'item_id': ['x', 'y', 'z']}
   tables = {k: tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(
-      tf.constant(v), tf.range(len(v), dtype=tf.int64)), default_value=len(v)) for k, v in vocab.items()}
+      tf.constant(v), tf.range(len(v), dtype=tf.int64)), default_value=len(v))
+      for k, v in vocab.items()}
 
   def tft_layer(raw):  # the id vocabularies, OOV -> the vocabulary size
     return {f'{k}_xf': tables[k].lookup(tf.reshape(v, [-1])) for k, v in raw.items()}
+
+  def users_tower(ids):
+    return model.query_tower(tft_layer({'user_id': tf.constant(ids)})).numpy()
+
+  def items_tower(ids):
+    return model.candidate_tower(tft_layer({'item_id': tf.constant(ids)})).numpy()
 
   log_prob = np.log(np.array([0.7, 0.2, 0.1, 1e-3, 1e-3], np.float32))
   serving = RetrievalServing(model, tft_layer, users, items, k=3, index='brute_force',
                              audience_k=3, item_log_prob=log_prob, cold_start_weight=0.5)
   queries = serving.embed_users(tf.constant(['a', 'c', 'unknown']))['embeddings'].numpy()
-  np.testing.assert_allclose(queries[:, -1], [0.0, 0.5, 0.5])
+  scale = -np.log(1e-3)  # the largest |log P|: the item column stays within [-1, 0]
+  np.testing.assert_allclose(queries[:, -1], [0.0, 0.5 * scale, 0.5 * scale], rtol=1e-6)
+  np.testing.assert_allclose(queries[:, :-1], users_tower(['a', 'c', 'unknown']), rtol=1e-6)
   vectors = serving.embed_items(tf.constant(['x', 'z']))['embeddings'].numpy()
-  np.testing.assert_allclose(vectors[:, -1], log_prob[[0, 2]], rtol=1e-6)
-  towers = lambda side, ids: getattr(model, side)(tft_layer({'user_id' if side == 'query_tower'
-                                                             else 'item_id': tf.constant(ids)}))
-  np.testing.assert_allclose(queries[:, :-1], towers('query_tower', ['a', 'c', 'unknown']),
-                             rtol=1e-6)
+  np.testing.assert_allclose(vectors[:, -1], log_prob[[0, 2]] / scale, rtol=1e-6)
   # A new user's list is the towers' score plus 0.5 x log P(item); a known user's is not.
+  catalogue = np.array(['x', 'y', 'z'])
   for user, prior in (('a', 0.0), ('c', 0.5)):
-    scores = (towers('query_tower', [user]).numpy() @ towers('candidate_tower', ['x', 'y', 'z']).numpy().T
-              + prior * log_prob[:3])[0]
-    got = serving.retrieve(tf.constant([user]))
-    assert [i.decode() for i in got['item_ids'].numpy()[0]] == [['x', 'y', 'z'][j] for j in np.argsort(-scores)]
+    scores = (users_tower([user]) @ items_tower(catalogue).T + prior * log_prob[:3])[0]
+    got = serving.retrieve(tf.constant([user]))['item_ids'].numpy()[0]
+    assert [i.decode() for i in got] == catalogue[np.argsort(-scores)].tolist()
   # Audiences rank users by the towers alone: the prior shifts no one.
-  audience = serving.audience(tf.constant(['y']))
-  expected = towers('candidate_tower', ['y']).numpy() @ towers('query_tower', ['a', 'b', 'c']).numpy().T
-  np.testing.assert_allclose(np.sort(audience['scores'].numpy()[0]), np.sort(expected[0]), rtol=1e-5)
+  audience = serving.audience(tf.constant(['y']))['scores'].numpy()[0]
+  expected = (items_tower(['y']) @ users_tower(['a', 'b', 'c']).T)[0]
+  np.testing.assert_allclose(np.sort(audience), np.sort(expected), rtol=1e-5)
