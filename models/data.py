@@ -97,19 +97,14 @@ def raw_dataset(data_accessor, files: List[str], tft_output: tft.TFTransformOutp
       tft_output.raw_metadata.schema)
 
 
-def transformed_dataset(data_accessor, files: List[str], tft_output: tft.TFTransformOutput,
-                        batch_size: int, shuffle: bool, keys: Iterable[str],
-                        seed: int = 42) -> tf.data.Dataset:
-  """Batches of transformed features restricted to ``keys``.
-
-  Rows are transformed once and cached; with ``shuffle`` they are reshuffled and re-batched
-  every epoch, so that in-batch negatives differ from one epoch to the next (caching fixed
-  batches would show the retrieval loss the same negatives every time).
-  """
-  ds = transformed_rows(data_accessor, files, tft_output, keys)
+def batched(rows: tf.data.Dataset, batch_size: int, shuffle: bool,
+            seed: int = 42) -> tf.data.Dataset:
+  """Batches of ``rows`` (transformed_rows), reshuffled and re-batched every epoch when
+  ``shuffle``, so that in-batch negatives differ from one epoch to the next (caching fixed
+  batches would show the retrieval loss the same negatives every time)."""
   if shuffle:
-    ds = ds.shuffle(SHUFFLE_ROWS, seed=seed, reshuffle_each_iteration=True)
-  return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    rows = rows.shuffle(SHUFFLE_ROWS, seed=seed, reshuffle_each_iteration=True)
+  return rows.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
 SHUFFLE_ROWS = 200_000

@@ -268,8 +268,7 @@ def train(fn_args, tft_output: tft.TFTransformOutput, config: RankingConfig,
   keys = user_spec.keys + item_spec.keys + ([F.RATING_XF] if with_rating else [])
   rows = data.transformed_rows(fn_args.data_accessor, fn_args.train_files, tft_output, keys)
   train_rows, valid_rows = _split_train_validation(rows, config.validation_share)
-  train_ds = (train_rows.shuffle(data.SHUFFLE_ROWS, seed=42, reshuffle_each_iteration=True)
-              .batch(config.batch_size).prefetch(tf.data.AUTOTUNE))
+  train_ds = data.batched(train_rows, config.batch_size, shuffle=True)
   valid_ds = valid_rows.batch(4096) if valid_rows is not None else None
   mean, rating_range = 0.0, None
   if with_rating:

@@ -216,7 +216,7 @@ def cold_start_weight(config: RetrievalConfig) -> float:
 
 
 def train(fn_args, tft_output: tft.TFTransformOutput, config: RetrievalConfig,
-          base_model: Optional[str] = None):
+          base_model: Optional[str] = None, items: Optional[FeatureStore] = None):
   """Fits the two-tower model on the train split; returns (model, history, warm-start report).
 
   With ``base_model`` (the latest blessed retrieval model) training starts from its weights.
@@ -224,16 +224,16 @@ def train(fn_args, tft_output: tft.TFTransformOutput, config: RetrievalConfig,
   user_spec = data.side_spec(tft_output, F.USER_ID, F.USER_PREFIX)
   item_spec = data.side_spec(tft_output, F.ITEM_ID, F.ITEM_PREFIX)
   keys = user_spec.keys + item_spec.keys
-  train_ds = data.transformed_dataset(fn_args.data_accessor, fn_args.train_files, tft_output,
-                                      config.batch_size, shuffle=True, keys=keys)
+  rows = data.transformed_rows(fn_args.data_accessor, fn_args.train_files, tft_output, keys)
+  train_ds = data.batched(rows, config.batch_size, shuffle=True)
   log_prob = item_log_probabilities(tft_output) if config.popularity_correction else None
   catalogue = None
   if config.extra_negatives:
-    _, items = build_stores(fn_args.train_files, tft_output)
+    if items is None:
+      _, items = build_stores(fn_args.train_files, tft_output)
     catalogue = item_features(items, tft_output.transform_features_layer(), item_spec)
   seen = None
   if config.mask_seen:
-    rows = data.transformed_rows(fn_args.data_accessor, fn_args.train_files, tft_output, keys)
     pair_users, pair_items = data.id_pairs(rows, user_spec.id_key, item_spec.id_key)
     seen = data.SeenPairs(pair_users * item_spec.id_rows + pair_items, item_spec.id_rows)
   tf.random.set_seed(42)
@@ -252,10 +252,11 @@ def run_fn(fn_args) -> None:
   custom = fn_args.custom_config or {}
   config = config_from_dict(RetrievalConfig, custom.get('retrieval', {}))
   tft_output = tft.TFTransformOutput(fn_args.transform_output)
-  model, history, report = train(fn_args, tft_output, config, base_model=fn_args.base_model)
+  users, items = build_stores(fn_args.train_files, tft_output)
+  model, history, report = train(fn_args, tft_output, config, base_model=fn_args.base_model,
+                                 items=items)
   warm_start.save(model, model.row_vocabularies(), tft_output, fn_args.serving_model_dir)
   warm_start.write_report(fn_args.model_run_dir, report)
-  users, items = build_stores(fn_args.train_files, tft_output)
   serving = RetrievalServing(model, tft_output.transform_features_layer(), users, items,
                              k=config.top_k, index=config.index,
                              audience_k=config.audience_k,
