@@ -37,6 +37,7 @@ class TwoTowerModel(tfrs.Model):
     self.seen = seen
     self.user_key = user_spec.id_key
     self.temperature = config.temperature
+    self.popularity_weight = config.popularity_weight
     # Mixed negative sampling: catalogue items drawn uniformly join the in-batch negatives,
     # so that items too rare to appear in batches are pushed down too.
     self.extra_negatives = config.extra_negatives if catalogue is not None else 0
@@ -71,6 +72,8 @@ class TwoTowerModel(tfrs.Model):
       sampling = (batch * tf.exp(tf.gather(self.item_log_prob, item_ids))
                   + self.extra_negatives / tf.cast(tf.size(self.item_log_prob), tf.float32)
                   ) / (batch + self.extra_negatives)
+      if self.popularity_weight != 1.0:
+        sampling = sampling ** self.popularity_weight
     if self.seen is None:
       return self.task(queries, candidates, candidate_sampling_probability=sampling,
                        candidate_ids=item_ids, compute_metrics=False)

@@ -93,6 +93,21 @@ def test_extra_negatives_join_the_softmax_with_the_mixture_correction():
   assert TwoTowerModel(USERS, ITEMS, config, item_log_prob=log_prob).extra_negatives == 0
 
 
+def test_popularity_weight_is_the_exponent_of_the_sampling_probability():
+  log_prob = np.log(np.linspace(0.05, 0.2, 8)).astype(np.float32)
+  seen = []
+  for weight in (1.0, 2.0):
+    config = RetrievalConfig(embedding_dim=8, hidden_units=(8,), popularity_weight=weight)
+    model = TwoTowerModel(USERS, ITEMS, config, item_log_prob=log_prob)
+    original = model.task.call
+    model.task.call = lambda q, c, original=original, **kw: (
+        seen.append(kw['candidate_sampling_probability'].numpy()) or original(q, c, **kw))
+    assert np.isfinite(float(model.compute_loss(batch(), training=True)))
+  items = batch()['item_id_xf'].numpy()
+  np.testing.assert_allclose(seen[0], np.exp(log_prob[items]), rtol=1e-5)
+  np.testing.assert_allclose(seen[1], seen[0] ** 2, rtol=1e-5)
+
+
 def test_mask_seen_takes_a_users_train_items_out_of_their_negatives():
   features = batch()
   users = features['user_id_xf'].numpy()
