@@ -182,14 +182,27 @@ class RankingModel(tfrs.Model):
       return loss
     n = self.config.engagement_negatives
     batch = tf.shape(user_ids)[0]
-    negatives = self.sampler.sample(batch * n)
-    negative_ids = tf.reshape(negatives[self.item_key], [-1])
+    pool = self.config.negative_pool
+    if pool:
+      # Encode ``pool`` sampled items once and give each positive n of them: the item
+      # encoder (bag lookups) then costs pool rows a step instead of batch x n. The samples
+      # are independent, so dealing them out in turn is as random as drawing; with a pool
+      # as large as batch x n, each negative is used once, as without a pool.
+      negatives = self.sampler.sample(tf.minimum(batch * n, pool))
+      encoded = self.item_encoder(negatives, training=training)
+      picks = tf.range(batch * n) % tf.shape(encoded)[0]
+      negative_items = tf.gather(encoded, picks)
+      negative_ids = tf.gather(tf.reshape(negatives[self.item_key], [-1]), picks)
+    else:
+      negatives = self.sampler.sample(batch * n)
+      negative_items = self.item_encoder(negatives, training=training)
+      negative_ids = tf.reshape(negatives[self.item_key], [-1])
     negative_users = tf.repeat(user, n, axis=0)
     negative_user_ids = tf.repeat(user_ids, n)
     logits = tf.concat([
         self.engagement_head(user, item, user_ids, item_ids, training=training),
-        self.engagement_head(negative_users, self.item_encoder(negatives, training=training),
-                             negative_user_ids, negative_ids, training=training)], axis=0)
+        self.engagement_head(negative_users, negative_items, negative_user_ids, negative_ids,
+                             training=training)], axis=0)
     labels = tf.concat([tf.ones([batch]), tf.zeros([batch * n])], axis=0)
     hit = self.sampler.is_seen(negative_user_ids, negative_ids)
     weights = tf.concat([tf.ones([batch]), 1.0 - tf.cast(hit, tf.float32)], axis=0)

@@ -69,6 +69,10 @@ class RankingConfig:
   # popular items, which costs hit rate (seed-42 split, implicit: 0.135 against 0.152 with
   # uniform negatives, engagement order alone).
   engagement_negatives: int = 32
+  # Distinct items sampled (and encoded) per batch, from which each positive's negatives are
+  # drawn (0: every negative sampled and encoded on its own, batch x engagement_negatives).
+  # Seed-42 split: RMSE 0.9027 with 4096 against 0.9066 without, 35% less time per epoch.
+  negative_pool: int = 4096
   negative_popularity_share: float = 0.0
   # The loss is rating_weight * MSE + engagement_weight * binary cross-entropy (the rating
   # term only when the interactions have a rating column).

@@ -168,3 +168,19 @@ def test_implicit_feedback_runs_end_to_end(tmp_path):
   model = tf.saved_model.load(metrics['pushed_paths']['ranking'])
   out_rank = model.signatures['rank'](user_id=tf.constant(['1']), item_id=tf.constant(['50']))
   assert 'rating' not in out_rank and 0 <= float(out_rank['engagement'][0]) <= 1
+
+
+def test_sweep_reproduces_the_pipelines_retrieval_figures(movielens_run, capsys):
+  """benchmarks/sweep.py trains as the Trainer does: same config, same data, same figures."""
+  from benchmarks import sweep
+  code, out, _ = movielens_run
+  with open(os.path.join(out, 'metrics.json')) as f:
+    pipeline = json.load(f)['retrieval']
+  args = ['--pipeline-root', os.path.join(out, 'pipeline'), '--stage', 'retrieval',
+          '--no-default', '--variant', json.dumps({'epochs': 3, 'batch_size': 512})]
+  assert sweep.main(args) == 0
+  row = capsys.readouterr().out.strip().splitlines()[-1].split('|')
+  top_10, top_100, top_10_unseen, top_100_unseen = (float(v) for v in row[2:6])
+  assert abs(top_100 - pipeline['top_100']) < 0.03
+  assert abs(top_100_unseen - pipeline['top_100_unseen']) < 0.03
+  assert 0 < top_10 <= top_100 and top_10_unseen <= top_100_unseen

@@ -207,6 +207,27 @@ def test_ranking_model_starts_at_the_mean_and_learns_both_tasks():
   assert np.all(out[ENGAGEMENT_LOGIT].numpy() > model(others)[ENGAGEMENT_LOGIT].numpy())
 
 
+def test_negatives_come_from_a_pool_encoded_once_per_batch():
+  config = RankingConfig(embedding_dim=4, hidden_units=(4,), engagement_negatives=3,
+                         negative_pool=5)
+  model = RankingModel(USERS, ITEMS, config, mean_rating=3.0, sampler=sampler())
+  rows = []
+  original = model.item_encoder.call
+  model.item_encoder.call = lambda features, **kw: (
+      rows.append(int(tf.shape(features['item_id_xf'])[0])) or original(features, **kw))
+  assert np.isfinite(float(model.compute_loss(batch(), training=True)))
+  # The batch's 4 items, then 5 sampled items for the 4 x 3 negatives.
+  assert rows == [4, 5]
+  rows.clear()
+  model = RankingModel(USERS, ITEMS, dataclasses.replace(config, negative_pool=0),
+                       mean_rating=3.0, sampler=sampler())
+  original = model.item_encoder.call
+  model.item_encoder.call = lambda features, **kw: (
+      rows.append(int(tf.shape(features['item_id_xf'])[0])) or original(features, **kw))
+  model.compute_loss(batch(), training=True)
+  assert rows == [4, 12]
+
+
 def test_predicted_ratings_are_clipped_to_the_training_range_outside_training():
   model = RankingModel(USERS, ITEMS, RankingConfig(embedding_dim=4, hidden_units=(4,)),
                        mean_rating=9.0, rating_range=(1.0, 5.0))

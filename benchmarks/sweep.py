@@ -1,0 +1,131 @@
+"""Hyper-parameter sweep of one stage on the data of an existing pipeline run.
+
+Re-running the whole pipeline for each variant costs minutes of ingestion and Transform; this
+trains the retrieval or ranking model alone on a run's ExampleGen and Transform outputs, the
+way its Trainer would, and prints one table row per variant, the default configuration
+first (run-to-run noise on the seed-42 split: about +-0.004 top_100_unseen, +-0.003 RMSE).
+
+  python -m benchmarks.sweep --pipeline-root out/benchmark/out/pipeline --stage retrieval \\
+      --variant '{"popularity_weight": 1.5}' --variant '{"temperature": 0.15}'
+
+Do not edit models/ while it runs: autograph re-reads the source of the functions it traces.
+"""
+import argparse
+import json
+import os
+import time
+from typing import Any, Dict, List
+
+os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+
+import numpy as np  # noqa: E402
+
+METRICS = {'retrieval': ('top_10', 'top_100', 'top_10_unseen', 'top_100_unseen'),
+           'ranking': ('rmse', 'epochs')}
+
+
+def _latest(folder: str) -> str:
+  runs = sorted(os.listdir(folder), key=lambda name: int(name) if name.isdigit() else -1)
+  if not runs:
+    raise FileNotFoundError(f'{folder}: no artifact; run the pipeline first')
+  return os.path.join(folder, runs[-1])
+
+
+class _FnArgs:
+  """The part of the Trainer's FnArgs that models/*.train reads."""
+
+  def __init__(self, pipeline_root: str):
+    from tfx.components.trainer import fn_args_utils
+    from tfx.components.util import tfxio_utils
+    from tfx.types import artifact_utils, standard_artifacts
+
+    from pipeline import features as F
+    examples = standard_artifacts.Examples()
+    examples.uri = _latest(os.path.join(pipeline_root, 'InteractionExampleGen', 'examples'))
+    examples.split_names = artifact_utils.encode_split_names(list(F.SPLITS))
+    self.data_accessor = fn_args_utils.DataAccessor(
+        tf_dataset_factory=tfxio_utils.get_tf_dataset_factory_from_artifact([examples], []),
+        record_batch_factory=None, data_view_decode_fn=None)
+    self.train_files = [os.path.join(examples.uri, f'Split-{F.TRAIN}', '*')]
+    self.eval_files = [os.path.join(examples.uri, f'Split-{F.EVAL}', '*')]
+    self.transform_output = _latest(os.path.join(pipeline_root, 'Transform', 'transform_graph'))
+
+
+def retrieval_metrics(fn_args: _FnArgs, tft_output, variant: Dict[str, Any]) -> Dict[str, float]:
+  from components.retrieval_evaluator.executor import evaluate_retrieval
+  from models import data, retrieval
+  from models.feature_store import build_stores
+  from pipeline import features as F
+  from pipeline.configs import RetrievalConfig, config_from_dict
+  config = config_from_dict(RetrievalConfig, variant)
+  users, items = build_stores(fn_args.train_files, tft_output)
+  model, _, _ = retrieval.train(fn_args, tft_output, config, items=items)
+  serving = retrieval.RetrievalServing(model, tft_output.transform_features_layer(), users,
+                                       items, k=config.top_k, index='brute_force')
+
+  class Signatures:  # evaluate_retrieval takes a loaded SavedModel
+    signatures = {'embed_users': serving.embed_users, 'embed_items': serving.embed_items}
+
+  train = data.read_table(fn_args.train_files, [F.USER_ID, F.ITEM_ID])
+  evals = data.read_table(fn_args.eval_files, [F.USER_ID, F.ITEM_ID])
+  seen: Dict[str, set] = {}
+  for user, item in zip(train[F.USER_ID], train[F.ITEM_ID]):
+    seen.setdefault(user, set()).add(item)
+  return evaluate_retrieval(Signatures, evals[F.USER_ID].astype(str),
+                            evals[F.ITEM_ID].astype(str), items.ids.numpy().astype(str), seen)
+
+
+def ranking_metrics(fn_args: _FnArgs, tft_output, variant: Dict[str, Any]) -> Dict[str, float]:
+  from models import data, ranking
+  from pipeline import features as F
+  from pipeline.configs import RankingConfig, config_from_dict
+  config = config_from_dict(RankingConfig, variant)
+  model, history, _ = ranking.train(fn_args, tft_output, config)
+  keys = (data.side_spec(tft_output, F.USER_ID, F.USER_PREFIX).keys
+          + data.side_spec(tft_output, F.ITEM_ID, F.ITEM_PREFIX).keys + [F.RATING_XF])
+  rows = data.transformed_rows(fn_args.data_accessor, fn_args.eval_files, tft_output, keys)
+  errors = [model(batch)['rating'].numpy().ravel() - batch[F.RATING_XF].numpy().ravel()
+            for batch in data.batched(rows, 4096, shuffle=False)]
+  return {'rmse': float(np.sqrt(np.mean(np.concatenate(errors) ** 2))),
+          'epochs': len(history['loss'])}
+
+
+def table(stage: str, rows: List[Dict[str, Any]]) -> str:
+  names = METRICS[stage]
+  lines = ['| variant | ' + ' | '.join(names) + ' | seconds |',
+           '| --- |' + ' --- |' * (len(names) + 1)]
+  for row in rows:
+    values = [f'{row[n]:.4f}' if isinstance(row[n], float) else str(row[n]) for n in names]
+    lines.append(f'| {row["variant"]} | ' + ' | '.join(values) + f' | {row["seconds"]:.0f} |')
+  return '\n'.join(lines)
+
+
+def main(argv=None) -> int:
+  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  parser.add_argument('--pipeline-root', required=True,
+                      help="a run's pipeline folder (OUT/pipeline) holding ExampleGen and "
+                           'Transform outputs')
+  parser.add_argument('--stage', choices=sorted(METRICS), required=True)
+  parser.add_argument('--variant', action='append', default=[],
+                      help='JSON of config fields that differ from the defaults (repeatable)')
+  parser.add_argument('--no-default', action='store_true', help='skip the default row')
+  args = parser.parse_args(argv)
+  import tensorflow_transform as tft
+  variants = ([] if args.no_default else [{}]) + [json.loads(v) for v in args.variant]
+  fn_args = _FnArgs(args.pipeline_root)
+  tft_output = tft.TFTransformOutput(fn_args.transform_output)
+  measure = retrieval_metrics if args.stage == 'retrieval' else ranking_metrics
+  rows = []
+  for variant in variants:
+    started = time.time()
+    result = measure(fn_args, tft_output, variant)
+    rows.append({'variant': json.dumps(variant) if variant else 'defaults',
+                 'seconds': time.time() - started, **result})
+    print(table(args.stage, rows[-1:]).splitlines()[-1], flush=True)
+  print(table(args.stage, rows))
+  return 0
+
+
+if __name__ == '__main__':
+  raise SystemExit(main())
