@@ -15,6 +15,7 @@ import argparse
 import datetime
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -93,6 +94,9 @@ def main(argv=None) -> int:
 
   split_dir = os.path.join(args.work_dir, 'split-seed42')
   out_dir = os.path.join(args.work_dir, 'out')
+  # A fresh output folder: a model pushed by an earlier benchmark would be the warm start
+  # of this one (and its blessing baseline), and the figures would depend on that history.
+  shutil.rmtree(out_dir, ignore_errors=True)
   write_seed_split(DATA, split_dir)
   new_users = add_new_user_aliases(split_dir, args.new_users)
 

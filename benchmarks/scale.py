@@ -154,7 +154,16 @@ def measure(n: int, out: str, seed: int) -> Dict:
       'feed': metrics.get('feed', {}), 'failed_component': metrics.get('failed_component'),
       'error': metrics.get('error'),
       'date': datetime.datetime.now().isoformat(timespec='seconds'),
+      'commit': current_commit(),
   }
+
+
+def current_commit() -> str:
+  """Short hash of HEAD, marked ``+changes`` when the tree has uncommitted changes."""
+  run = lambda *a: subprocess.run(['git', *a], cwd=REPO, capture_output=True,
+                                  text=True).stdout.strip()
+  commit = run('rev-parse', '--short', 'HEAD') or 'unknown'
+  return commit + ('+changes' if run('status', '--porcelain', '--untracked-files=no') else '')
 
 
 def load_results(out: str) -> List[Dict]:
@@ -258,13 +267,19 @@ def plot(results: List[Dict], path: str, min_seconds: float = 2.0) -> None:
   plt.close(fig)
 
 
-def report(results: List[Dict], commit: str, notes: str = '') -> str:
+def report(results: List[Dict], notes: str = '') -> str:
   flags = '\n'.join(f'- {r["name"]} ({r["interactions"]:,} interactions, {r["users"]:,} users, '
                     f'{r["items"]:,} items): `{" ".join(r["flags"])}`' for r in results)
   dates = sorted({r['date'][:10] for r in results})
+  # Each size was measured at its own commit (older results have none recorded).
+  commits = {r['name']: r.get('commit', 'unrecorded') for r in results}
+  if len(set(commits.values())) == 1:
+    measured = f'commit {next(iter(commits.values()))}'
+  else:
+    measured = 'commits ' + ', '.join(f'{c} ({name})' for name, c in commits.items())
   return '\n'.join([
       '# Scale benchmark: pipeline cost against data size', '',
-      f'{", ".join(dates)}, commit {commit}, {os.cpu_count()} cores '
+      f'{", ".join(dates)}, {measured}, {os.cpu_count()} cores '
       f'(`make benchmark-scale`). Synthetic data (`pipeline/synthetic_data.py`, seed 0), '
       '`local_runner.py --no-cache` on a fresh output folder, DirectRunner multi-processing. '
       'Peak RSS is summed over the runner and all its children sampled every 0.5 s (shared '
@@ -305,15 +320,13 @@ def main(argv=None) -> int:
   if not results:
     print('nothing measured')
     return 1
-  commit = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], cwd=REPO,
-                          capture_output=True, text=True).stdout.strip() or 'unknown'
   notes = ''
   if os.path.exists(args.results):  # the hand-written analysis below the marker is kept
     with open(args.results) as f:
       old = f.read()
     if NOTES_MARKER in old:
       notes = old[old.index(NOTES_MARKER):]
-  text = report(results, commit, notes)
+  text = report(results, notes)
   print('\n'.join(table(results)))
   with open(args.results, 'w') as f:
     f.write(text.rstrip() + '\n')

@@ -15,7 +15,8 @@ def fake(n, ingest, train, wall, feed=True):
       'components': {'InteractionExampleGen': {'state': 'done', 'seconds': ingest},
                      'RetrievalTrainer': {'state': 'done', 'seconds': train}},
       'retrieval': {'top_100': 0.3}, 'ranking': {'rmse': 0.9},
-      'feed': {'hit_rate_at_10': 0.1} if feed else {}, 'date': '2026-11-29T00:00:00'}
+      'feed': {'hit_rate_at_10': 0.1} if feed else {}, 'date': '2026-11-29T00:00:00',
+      'commit': 'abc123'}
 
 
 def test_sizes_and_flags():
@@ -34,7 +35,11 @@ def test_table_slope_plot_and_notes(tmp_path):
   ingest = next(r for r in rows if r.startswith('| InteractionExampleGen'))
   assert ingest == '| InteractionExampleGen (s) | 10.0 | 100.0 | 1.00 |'
   assert any(r.startswith('| feed hit_rate_at_10 | 0.100 | – |') for r in rows)
-  text = scale.report(results, 'abc123', scale.NOTES_MARKER + '\nkept\n')
-  assert 'commit abc123' in text and text.rstrip().endswith('kept')
+  text = scale.report(results, scale.NOTES_MARKER + '\nkept\n')
+  assert 'commit abc123,' in text and text.rstrip().endswith('kept')
+  # Sizes measured at different commits say so.
+  results[1]['commit'] = 'def456+changes'
+  text = scale.report(results)
+  assert 'commits abc123 (100K), def456+changes (1M),' in text 
   scale.plot(results, str(tmp_path / 'p.png'))
   assert (tmp_path / 'p.png').read_bytes()[:8] == PNG_MAGIC
