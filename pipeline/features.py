@@ -73,11 +73,7 @@ def vocabulary_name(key: str) -> str:
 
 # The label and popularity outputs of the transform.
 RATING_XF = transformed_name(RATING)
-# 1.0 on interaction rows (train/eval), 0.0 on catalogue and user rows.
-IS_INTERACTION_XF = 'is_interaction_xf'
 ITEM_COUNT_VOCAB = 'item_id_counts'
-HOUR_XF = 'hour_of_day_xf'
-WEEKDAY_XF = 'day_of_week_xf'
 
 
 def feature_keys(keys: Iterable[str], prefix: str) -> List[str]:
