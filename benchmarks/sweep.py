@@ -53,7 +53,7 @@ class _FnArgs:
 
 
 def retrieval_metrics(fn_args: _FnArgs, tft_output, variant: Dict[str, Any]) -> Dict[str, float]:
-  from components.retrieval_evaluator.executor import evaluate_retrieval
+  from components.retrieval_evaluator.executor import evaluate_retrieval, evaluation_inputs
   from models import data, retrieval
   from models.feature_store import build_stores
   from pipeline import features as F
@@ -67,13 +67,8 @@ def retrieval_metrics(fn_args: _FnArgs, tft_output, variant: Dict[str, Any]) -> 
   class Signatures:  # evaluate_retrieval takes a loaded SavedModel
     signatures = {'embed_users': serving.embed_users, 'embed_items': serving.embed_items}
 
-  train = data.read_table(fn_args.train_files, [F.USER_ID, F.ITEM_ID])
-  evals = data.read_table(fn_args.eval_files, [F.USER_ID, F.ITEM_ID])
-  seen: Dict[str, set] = {}
-  for user, item in zip(train[F.USER_ID], train[F.ITEM_ID]):
-    seen.setdefault(user, set()).add(item)
-  return evaluate_retrieval(Signatures, evals[F.USER_ID].astype(str),
-                            evals[F.ITEM_ID].astype(str), items.ids.numpy().astype(str), seen)
+  return evaluate_retrieval(Signatures, *evaluation_inputs(
+      fn_args.train_files, fn_args.eval_files, data.split_files(fn_args.train_files, F.ITEMS)))
 
 
 def ranking_metrics(fn_args: _FnArgs, tft_output, variant: Dict[str, Any]) -> Dict[str, float]:

@@ -182,21 +182,17 @@ class RankingModel(tfrs.Model):
       return loss
     n = self.config.engagement_negatives
     batch = tf.shape(user_ids)[0]
-    pool = self.config.negative_pool
-    if pool:
-      # Encode ``pool`` sampled items once and give each positive n of them: the item
-      # encoder (bag lookups) then costs pool rows a step instead of batch x n. The samples
-      # are independent, so dealing them out in turn is as random as drawing; with a pool
-      # as large as batch x n, each negative is used once, as without a pool.
-      negatives = self.sampler.sample(tf.minimum(batch * n, pool))
-      encoded = self.item_encoder(negatives, training=training)
-      picks = tf.range(batch * n) % tf.shape(encoded)[0]
-      negative_items = tf.gather(encoded, picks)
-      negative_ids = tf.gather(tf.reshape(negatives[self.item_key], [-1]), picks)
-    else:
-      negatives = self.sampler.sample(batch * n)
-      negative_items = self.item_encoder(negatives, training=training)
-      negative_ids = tf.reshape(negatives[self.item_key], [-1])
+    # Encode at most ``negative_pool`` sampled items and deal them out n per positive: the
+    # item encoder (bag lookups) then costs the pool's rows a step instead of batch x n. The
+    # samples are independent, so dealing in turn is as random as drawing; with no pool (0),
+    # or one as large as batch x n, each negative is used once.
+    size = batch * n
+    if self.config.negative_pool:
+      size = tf.minimum(size, self.config.negative_pool)
+    negatives = self.sampler.sample(size)
+    picks = tf.range(batch * n) % size
+    negative_items = tf.gather(self.item_encoder(negatives, training=training), picks)
+    negative_ids = tf.gather(tf.reshape(negatives[self.item_key], [-1]), picks)
     negative_users = tf.repeat(user, n, axis=0)
     negative_user_ids = tf.repeat(user_ids, n)
     logits = tf.concat([

@@ -40,6 +40,6 @@ def test_table_slope_plot_and_notes(tmp_path):
   # Sizes measured at different commits say so.
   results[1]['commit'] = 'def456+changes'
   text = scale.report(results)
-  assert 'commits abc123 (100K), def456+changes (1M),' in text 
+  assert 'commits abc123 (100K), def456+changes (1M),' in text
   scale.plot(results, str(tmp_path / 'p.png'))
   assert (tmp_path / 'p.png').read_bytes()[:8] == PNG_MAGIC

@@ -96,6 +96,18 @@ def _read_pairs(files: List[str]):
   return table[F.USER_ID].astype(str), table[F.ITEM_ID].astype(str)
 
 
+def evaluation_inputs(train_files: List[str], eval_files: List[str], items_files: List[str]):
+  """What evaluate_retrieval takes: eval users and items, the catalogue, and each user's
+  train items."""
+  eval_users, eval_items = _read_pairs(eval_files)
+  train_users, train_items = _read_pairs(train_files)
+  catalogue = data.read_table(items_files, [F.ITEM_ID])[F.ITEM_ID].astype(str)
+  seen: Dict[str, set] = {}
+  for u, i in zip(train_users, train_items):
+    seen.setdefault(u, set()).add(i)
+  return eval_users, eval_items, catalogue, seen
+
+
 class Executor(base_executor.BaseExecutor):
   """Loads the model(s), scores the eval split, writes metrics.json and the blessing."""
 
@@ -105,12 +117,8 @@ class Executor(base_executor.BaseExecutor):
     examples = input_dict['examples']
     split_files = lambda split: [io_utils.all_files_pattern(uri) for uri in
                                  artifact_utils.get_split_uris(examples, split)]
-    eval_users, eval_items = _read_pairs(split_files(F.EVAL))
-    train_users, train_items = _read_pairs(split_files(F.TRAIN))
-    catalogue = data.read_table(split_files(F.ITEMS), [F.ITEM_ID])[F.ITEM_ID].astype(str)
-    seen: Dict[str, set] = {}
-    for u, i in zip(train_users, train_items):
-      seen.setdefault(u, set()).add(i)
+    eval_users, eval_items, catalogue, seen = evaluation_inputs(
+        split_files(F.TRAIN), split_files(F.EVAL), split_files(F.ITEMS))
     ks = json.loads(exec_properties['top_ks'])
     max_users = int(exec_properties.get('max_users') or 0)
 
