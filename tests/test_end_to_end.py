@@ -181,6 +181,6 @@ def test_sweep_reproduces_the_pipelines_retrieval_figures(movielens_run, capsys)
   assert sweep.main(args) == 0
   row = capsys.readouterr().out.strip().splitlines()[-1].split('|')
   top_10, top_100, top_10_unseen, top_100_unseen = (float(v) for v in row[2:6])
-  assert abs(top_100 - pipeline['top_100']) < 0.03
-  assert abs(top_100_unseen - pipeline['top_100_unseen']) < 0.03
+  assert abs(top_100 - pipeline['top_100']) < 0.05
+  assert abs(top_100_unseen - pipeline['top_100_unseen']) < 0.05
   assert 0 < top_10 <= top_100 and top_10_unseen <= top_100_unseen
