@@ -17,6 +17,7 @@ import datetime
 import json
 import math
 import os
+import re
 import resource
 import shutil
 import subprocess
@@ -59,12 +60,25 @@ def size_name(n: int) -> str:
   return str(n)
 
 
-class TreeSampler:
-  """Peak summed RSS of a process and its descendants, and the load average, every period."""
+# local_runner.py's progress line for a component that starts ("07:29:43  Transform  running").
+RUNNING = re.compile(r'^\d\d:\d\d:\d\d  (\S+) +running$', re.M)
 
-  def __init__(self, pid: int, period: float = 0.5):
-    self.pid, self.period = pid, period
+
+class TreeSampler:
+  """Peak summed RSS of a process and its descendants, and the load average, every period.
+
+  With ``log`` (the runner's output file) it also keeps the peak per component, the one the
+  last "running" progress line names, and the peak of the runner process alone (where the
+  non-Beam components run), to say which step the memory goes to.
+  """
+
+  def __init__(self, pid: int, period: float = 0.5, log: Optional[str] = None):
+    self.pid, self.period, self.log = pid, period, log
     self.peak_rss = 0
+    self.peak_runner_rss = 0
+    self.component_peak_rss: Dict[str, int] = {}
+    self._component = None
+    self._log_offset = 0
     self.loads: List[float] = []
     self._stop = threading.Event()
     self._thread = threading.Thread(target=self._loop, daemon=True)
@@ -83,12 +97,33 @@ class TreeSampler:
         break
       for p in procs:
         try:
-          total += p.memory_info().rss
+          rss = p.memory_info().rss
         except (psutil.NoSuchProcess, psutil.AccessDenied):
-          pass
+          continue
+        total += rss
+        if p is root:
+          self.peak_runner_rss = max(self.peak_runner_rss, rss)
       self.peak_rss = max(self.peak_rss, total)
+      component = self._running_component()
+      if component:
+        self.component_peak_rss[component] = max(self.component_peak_rss.get(component, 0),
+                                                 total)
       self.loads.append(os.getloadavg()[0])
       self._stop.wait(self.period)
+
+  def _running_component(self) -> Optional[str]:
+    """The component named by the last "running" line of the log so far."""
+    if self.log and os.path.exists(self.log):
+      with open(self.log, 'rb') as f:
+        f.seek(self._log_offset)
+        data = f.read()
+      # Only whole lines are consumed, so a line written in two parts is read once.
+      data = data[:data.rfind(b'\n') + 1]
+      self._log_offset += len(data)
+      found = RUNNING.findall(data.decode('utf-8', errors='replace'))
+      if found:
+        self._component = found[-1]
+    return self._component
 
   def __enter__(self):
     self._thread.start()
@@ -127,9 +162,10 @@ def measure(n: int, out: str, seed: int) -> Dict:
   print(f'[{name}] {" ".join(cmd[1:])}  (load {load_before[0]:.2f})', flush=True)
   started = time.time()
   cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
-  with open(os.path.join(out, f'runner-{name.lower()}.log'), 'w') as log:
+  log_path = os.path.join(out, f'runner-{name.lower()}.log')
+  with open(log_path, 'w') as log:
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-    with TreeSampler(proc.pid) as sampler:
+    with TreeSampler(proc.pid, log=log_path) as sampler:
       code = proc.wait()
   wall = time.time() - started
   # CPU seconds of every reaped descendant: less sensitive to other users' load than wall time.
@@ -147,6 +183,8 @@ def measure(n: int, out: str, seed: int) -> Dict:
       'wall_seconds': round(wall, 1), 'cpu_seconds': round(cpu, 1),
       'generate_seconds': round(generate_seconds, 1),
       'peak_rss_bytes': sampler.peak_rss,
+      'peak_runner_rss_bytes': sampler.peak_runner_rss,
+      'component_peak_rss_bytes': sampler.component_peak_rss,
       'load': {'before': round(load_before[0], 2), 'mean': round(sum(loads) / len(loads), 2),
                'max': round(max(loads), 2)},
       'components': metrics.get('components', {}),
@@ -225,6 +263,12 @@ def table(results: List[Dict]) -> List[str]:
   row('**end to end (s)**', lambda r: r['wall_seconds'])
   row('CPU seconds, process tree', lambda r: r.get('cpu_seconds'))
   row('**peak RSS, process tree (GB)**', lambda r: r['peak_rss_bytes'] / 1e9, 2)
+  row('peak RSS, runner process alone (GB)',
+      lambda r: (r.get('peak_runner_rss_bytes') or 0) / 1e9 or None, 2)
+  for c in component_order(results):
+    if any(r.get('component_peak_rss_bytes', {}).get(c) for r in results):
+      row(f'peak RSS while {c} runs (GB)',
+          lambda r, c=c: (r.get('component_peak_rss_bytes', {}).get(c) or 0) / 1e9 or None, 2)
   rows.append('| load average before / mean / max | ' + ' | '.join(
       f'{r["load"]["before"]:.1f} / {r["load"]["mean"]:.1f} / {r["load"]["max"]:.1f}'
       for r in results) + ' | |')

@@ -43,3 +43,21 @@ def test_table_slope_plot_and_notes(tmp_path):
   assert 'commits abc123 (100K), def456+changes (1M),' in text
   scale.plot(results, str(tmp_path / 'p.png'))
   assert (tmp_path / 'p.png').read_bytes()[:8] == PNG_MAGIC
+
+
+def test_memory_is_attributed_to_the_running_component(tmp_path):
+  log = tmp_path / 'runner.log'
+  sampler = scale.TreeSampler(pid=0, log=str(log))
+  assert sampler._running_component() is None  # no log yet
+  log.write_text('noise\n07:29:43  InteractionExampleGen        running\n07:33:06  Interac')
+  assert sampler._running_component() == 'InteractionExampleGen'
+  # The half-written line is read once it is whole; "done" lines do not change the component.
+  with open(log, 'a') as f:
+    f.write('tionExampleGen        done\n07:34:01  Transform                    running\n')
+  assert sampler._running_component() == 'Transform'
+  assert sampler._running_component() == 'Transform'
+  results = [fake(100_000, 10, 50, 100), fake(1_000_000, 100, 400, 1000)]
+  results[1]['component_peak_rss_bytes'] = {'RetrievalTrainer': 6_000_000_000}
+  rows = scale.table(results)
+  assert '| peak RSS while RetrievalTrainer runs (GB) | – | 6.00 | – |' in rows
+  assert not any('while InteractionExampleGen' in r for r in rows)
