@@ -79,9 +79,9 @@ def ranking_metrics(fn_args: _FnArgs, tft_output, variant: Dict[str, Any]) -> Di
   model, history, _ = ranking.train(fn_args, tft_output, config)
   keys = (data.side_spec(tft_output, F.USER_ID, F.USER_PREFIX).keys
           + data.side_spec(tft_output, F.ITEM_ID, F.ITEM_PREFIX).keys + [F.RATING_XF])
-  rows = data.transformed_rows(fn_args.data_accessor, fn_args.eval_files, tft_output, keys)
   errors = [model(batch)['rating'].numpy().ravel() - batch[F.RATING_XF].numpy().ravel()
-            for batch in data.batched(rows, 4096, shuffle=False)]
+            for batch in data.transformed_batches(fn_args.data_accessor, fn_args.eval_files,
+                                                  tft_output, keys)]
   return {'rmse': float(np.sqrt(np.mean(np.concatenate(errors) ** 2))),
           'epochs': len(history['loss'])}
 

@@ -99,9 +99,9 @@ def raw_dataset(data_accessor, files: List[str], tft_output: tft.TFTransformOutp
 
 def batched(rows: tf.data.Dataset, batch_size: int, shuffle: bool,
             seed: int = 42) -> tf.data.Dataset:
-  """Batches of ``rows`` (transformed_rows), reshuffled and re-batched every epoch when
-  ``shuffle``, so that in-batch negatives differ from one epoch to the next (caching fixed
-  batches would show the retrieval loss the same negatives every time)."""
+  """Batches of single ``rows`` (transformed_batches unbatched), reshuffled and re-batched
+  every epoch when ``shuffle``, so that in-batch negatives differ from one epoch to the next
+  (caching fixed batches would show the retrieval loss the same negatives every time)."""
   if shuffle:
     rows = rows.shuffle(SHUFFLE_ROWS, seed=seed, reshuffle_each_iteration=True)
   return rows.batch(batch_size).prefetch(tf.data.AUTOTUNE)
@@ -110,9 +110,14 @@ def batched(rows: tf.data.Dataset, batch_size: int, shuffle: bool,
 SHUFFLE_ROWS = 200_000
 
 
-def transformed_rows(data_accessor, files: List[str], tft_output: tft.TFTransformOutput,
-                     keys: Iterable[str]) -> tf.data.Dataset:
-  """Single transformed rows restricted to ``keys``, transformed once and cached."""
+# Rows per batch read and transformed (and cached: a cache of single rows would hold one
+# small tensor per feature per row, several times the memory).
+TRANSFORM_BATCH = 4096
+
+
+def transformed_batches(data_accessor, files: List[str], tft_output: tft.TFTransformOutput,
+                        keys: Iterable[str]) -> tf.data.Dataset:
+  """Transformed batches of TRANSFORM_BATCH rows restricted to ``keys``, cached."""
   layer = tft_output.transform_features_layer()
   keys = list(keys)
 
@@ -120,20 +125,57 @@ def transformed_rows(data_accessor, files: List[str], tft_output: tft.TFTransfor
     transformed = layer(raw)
     return {k: transformed[k] for k in keys if k in transformed}
 
-  ds = raw_dataset(data_accessor, files, tft_output, 4096, shuffle=False)
-  return ds.map(transform, num_parallel_calls=tf.data.AUTOTUNE).unbatch().cache()
+  ds = raw_dataset(data_accessor, files, tft_output, TRANSFORM_BATCH, shuffle=False)
+  return ds.map(transform, num_parallel_calls=tf.data.AUTOTUNE).cache()
 
 
-def id_pairs(rows: tf.data.Dataset, user_key: str, item_key: str):
-  """(user ids, item ids) of the transformed rows, as int64 arrays."""
-  pairs = rows.map(lambda x: (tf.reshape(x[user_key], []), tf.reshape(x[item_key], [])))
-  users, items = [], []
-  for u, i in pairs.batch(65536).as_numpy_iterator():
-    users.append(u)
-    items.append(i)
-  if not users:
-    return np.zeros([0], np.int64), np.zeros([0], np.int64)
-  return np.concatenate(users).astype(np.int64), np.concatenate(items).astype(np.int64)
+def _rows_of(value) -> tf.Tensor:
+  if isinstance(value, tf.SparseTensor):
+    return value.dense_shape[0]
+  return tf.shape(value, out_type=tf.int64)[0]
+
+
+def _select_rows(value, mask: tf.Tensor):
+  """The rows of a batched tensor (dense or sparse, rows first) where ``mask`` is true."""
+  if not isinstance(value, tf.SparseTensor):
+    return tf.boolean_mask(value, mask)
+  keep = tf.gather(mask, value.indices[:, 0])
+  new_row = tf.cumsum(tf.cast(mask, tf.int64), exclusive=True)
+  indices = tf.boolean_mask(value.indices, keep)
+  indices = tf.concat([tf.gather(new_row, indices[:, :1]), indices[:, 1:]], axis=1)
+  shape = tf.concat([[tf.reduce_sum(tf.cast(mask, tf.int64))], value.dense_shape[1:]], 0)
+  return tf.SparseTensor(indices, tf.boolean_mask(value.values, keep), shape)
+
+
+def every_nth_row(batches: tf.data.Dataset, every: int, held_out: bool) -> tf.data.Dataset:
+  """Rows whose position in ``batches`` (transformed_batches) is a multiple of ``every``
+  (``held_out``) or is not (the rest), selected a batch at a time: a per-row filter costs
+  more than a training epoch's arithmetic at a million rows."""
+
+  def select(index, batch):
+    size = _rows_of(next(iter(batch.values())))
+    positions = index * TRANSFORM_BATCH + tf.range(size)
+    mask = tf.equal(tf.equal(positions % every, 0), held_out)
+    return {k: _select_rows(v, mask) for k, v in batch.items()}
+
+  return batches.enumerate().map(select, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def columns(batches: tf.data.Dataset, keys: Iterable[str]) -> Dict[str, np.ndarray]:
+  """Dense single-valued ``keys`` of every row of ``batches``, as flat numpy arrays."""
+  keys = list(keys)
+  parts: Dict[str, list] = {k: [] for k in keys}
+  for batch in batches.map(lambda x: {k: tf.reshape(x[k], [-1]) for k in keys}) \
+                      .as_numpy_iterator():
+    for k in keys:
+      parts[k].append(batch[k])
+  return {k: (np.concatenate(v) if v else np.zeros([0])) for k, v in parts.items()}
+
+
+def id_pairs(batches: tf.data.Dataset, user_key: str, item_key: str):
+  """(user ids, item ids) of the rows of ``batches`` (transformed_batches), as int64 arrays."""
+  found = columns(batches, [user_key, item_key])
+  return found[user_key].astype(np.int64), found[item_key].astype(np.int64)
 
 
 class SeenPairs:

@@ -249,16 +249,9 @@ class RankingServing(tf.Module):
             'serving_default': self.serve_examples.get_concrete_function()}
 
 
-def _split_train_validation(rows: tf.data.Dataset, share: float):
-  """Every 1/share-th row is held out for early stopping (never the eval split)."""
-  every = max(2, int(round(1 / share))) if share > 0 else 0
-  if not every:
-    return rows, None
-  enumerated = rows.enumerate()
-  keep = lambda want: lambda i, x: tf.equal(i % every, 0) == want
-  strip = lambda i, x: x
-  return (enumerated.filter(keep(False)).map(strip),
-          enumerated.filter(keep(True)).map(strip))
+def _validation_every(share: float) -> int:
+  """Every n-th training row is held out for early stopping (0: none held out)."""
+  return max(2, int(round(1 / share))) if share > 0 else 0
 
 
 def train(fn_args, tft_output: tft.TFTransformOutput, config: RankingConfig,
@@ -275,24 +268,25 @@ def train(fn_args, tft_output: tft.TFTransformOutput, config: RankingConfig,
   user_spec = data.side_spec(tft_output, F.USER_ID, F.USER_PREFIX)
   item_spec = data.side_spec(tft_output, F.ITEM_ID, F.ITEM_PREFIX)
   keys = user_spec.keys + item_spec.keys + ([F.RATING_XF] if with_rating else [])
-  rows = data.transformed_rows(fn_args.data_accessor, fn_args.train_files, tft_output, keys)
-  train_rows, valid_rows = _split_train_validation(rows, config.validation_share)
-  train_ds = data.batched(train_rows, config.batch_size, shuffle=True)
-  valid_ds = valid_rows.batch(4096) if valid_rows is not None else None
+  batches = data.transformed_batches(fn_args.data_accessor, fn_args.train_files, tft_output,
+                                     keys)
+  every = _validation_every(config.validation_share)
+  train_batches, valid_ds = batches, None
+  if every:
+    train_batches = data.every_nth_row(batches, every, held_out=False)
+    valid_ds = data.every_nth_row(batches, every, held_out=True).unbatch().batch(4096)
+  train_ds = data.batched(train_batches.unbatch(), config.batch_size, shuffle=True)
   mean, rating_range = 0.0, None
   if with_rating:
-    total, count, low, high = train_rows.reduce(
-        (0.0, 0.0, np.inf, -np.inf),
-        lambda acc, x: (acc[0] + tf.reshape(x[F.RATING_XF], []), acc[1] + 1.0,
-                        tf.minimum(acc[2], tf.reshape(x[F.RATING_XF], [])),
-                        tf.maximum(acc[3], tf.reshape(x[F.RATING_XF], []))))
-    mean = float(total) / max(1.0, float(count))
-    rating_range = (float(low), float(high)) if float(count) else None
+    ratings = data.columns(train_batches, [F.RATING_XF])[F.RATING_XF]
+    if ratings.size:
+      mean = float(ratings.mean())
+      rating_range = (float(ratings.min()), float(ratings.max()))
 
   if items is None:
     _, items = build_stores(fn_args.train_files, tft_output)
   catalogue = item_features(items, tft_output.transform_features_layer(), item_spec)
-  user_ids, item_ids = data.id_pairs(rows, user_spec.id_key, item_spec.id_key)
+  user_ids, item_ids = data.id_pairs(batches, user_spec.id_key, item_spec.id_key)
   counts = np.bincount(item_ids, minlength=item_spec.id_rows)
   counts[item_spec.id_rows - 2:] = 0  # the OOV rows stand for many items
   sampler = NegativeSampler(

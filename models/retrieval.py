@@ -14,7 +14,7 @@ import tensorflow_transform as tft
 import tf_keras as keras
 from absl import logging
 
-from models import data, warm_start
+from models import averaging, data, warm_start
 from models.feature_store import FeatureStore, build_stores, item_features
 from models.index import make_index
 from models.towers import Tower
@@ -227,8 +227,9 @@ def train(fn_args, tft_output: tft.TFTransformOutput, config: RetrievalConfig,
   user_spec = data.side_spec(tft_output, F.USER_ID, F.USER_PREFIX)
   item_spec = data.side_spec(tft_output, F.ITEM_ID, F.ITEM_PREFIX)
   keys = user_spec.keys + item_spec.keys
-  rows = data.transformed_rows(fn_args.data_accessor, fn_args.train_files, tft_output, keys)
-  train_ds = data.batched(rows, config.batch_size, shuffle=True)
+  batches = data.transformed_batches(fn_args.data_accessor, fn_args.train_files, tft_output,
+                                     keys)
+  train_ds = data.batched(batches.unbatch(), config.batch_size, shuffle=True)
   log_prob = item_log_probabilities(tft_output) if config.popularity_correction else None
   catalogue = None
   if config.extra_negatives:
@@ -237,7 +238,7 @@ def train(fn_args, tft_output: tft.TFTransformOutput, config: RetrievalConfig,
     catalogue = item_features(items, tft_output.transform_features_layer(), item_spec)
   seen = None
   if config.mask_seen:
-    pair_users, pair_items = data.id_pairs(rows, user_spec.id_key, item_spec.id_key)
+    pair_users, pair_items = data.id_pairs(batches, user_spec.id_key, item_spec.id_key)
     seen = data.SeenPairs(pair_users * item_spec.id_rows + pair_items, item_spec.id_rows)
   tf.random.set_seed(42)
   model = TwoTowerModel(user_spec, item_spec, config, log_prob, catalogue, seen)
@@ -246,7 +247,9 @@ def train(fn_args, tft_output: tft.TFTransformOutput, config: RetrievalConfig,
     model.compute_loss(next(iter(train_ds)))  # creates the variables
     report = warm_start.restore(model, model.row_vocabularies(), tft_output, base_model)
   model.compile(optimizer=keras.optimizers.Adam(config.learning_rate))
-  history = model.fit(train_ds, epochs=config.epochs, verbose=2)
+  callbacks = ([averaging.WeightAveraging(config.weight_averaging)]
+               if config.weight_averaging else [])
+  history = model.fit(train_ds, epochs=config.epochs, callbacks=callbacks, verbose=2)
   return model, {k: [float(v) for v in vals] for k, vals in history.history.items()}, report
 
 

@@ -292,6 +292,25 @@ def test_split_files_points_at_sibling_splits():
     data.split_files(['/no/split/here/*'], 'items')
 
 
+def test_every_nth_row_splits_batches_with_their_sparse_bags():
+  ids = np.arange(10_000, dtype=np.int64)
+  bags = tf.sparse.from_dense(tf.constant(np.stack([ids % 3, ids % 5], 1)))  # 0-2 values a row
+  batches = tf.data.Dataset.from_tensor_slices({'id': ids, 'bag': bags}).batch(
+      data.TRANSFORM_BATCH)
+  held = data.columns(data.every_nth_row(batches, 20, held_out=True), ['id'])['id']
+  rest = data.every_nth_row(batches, 20, held_out=False)
+  assert list(held) == list(range(0, 10_000, 20))
+  rest_ids = data.columns(rest, ['id'])['id']
+  assert len(rest_ids) == 10_000 - len(held) and not set(rest_ids) & set(held)
+  for batch in rest.unbatch().batch(7).take(3):  # each row keeps its own bag
+    i = batch['id'].numpy()
+    np.testing.assert_array_equal(tf.sparse.to_dense(batch['bag']).numpy(),
+                                  np.stack([i % 3, i % 5], 1))
+  users, items = data.id_pairs(
+      tf.data.Dataset.from_tensor_slices({'u': ids[:5], 'i': ids[:5] * 2}).batch(2), 'u', 'i')
+  assert users.dtype == np.int64 and list(items) == [0, 2, 4, 6, 8]
+
+
 def test_rank_of_target_counts_ties_against():
   scores = np.array([[0.9, 0.5, 0.5, 0.1], [0.2, 0.3, 0.4, 0.5]])
   assert rank_of_target(scores, np.array([1, 3])).tolist() == [2, 0]

@@ -226,14 +226,35 @@ def _files(input_base: str, pattern: str) -> List[str]:
   return files
 
 
+# Parsed rows are handed on in lists of this many, redistributed over the workers.
+ROWS_PER_BUNDLE = 10_000
+
+
+def _row_bundles(path: str, max_field_chars: int) -> Iterator[List[Tuple[str, int, Row]]]:
+  bundle = []
+  for line, row in read_csv_rows(path, max_field_chars):
+    bundle.append((path, line, row))
+    if len(bundle) == ROWS_PER_BUNDLE:
+      yield bundle
+      bundle = []
+  if bundle:
+    yield bundle
+
+
 def _read_table(pipeline: beam.Pipeline, label: str, files: List[str],
                 max_field_chars: int) -> beam.PCollection:
-  """(path, line, row) of every data row of ``files``, parsed on the workers."""
+  """(path, line, row) of every data row of ``files``.
+
+  A CSV file is parsed by one worker (a quoted field may hold a line break, so a file cannot
+  be cut at arbitrary bytes), but parsing is the cheap part: the rows are redistributed in
+  bundles so that checking, joining and encoding them runs on every worker (at a million
+  interactions one worker used to do all of it while the other idled).
+  """
   return (pipeline
           | f'{label}Files' >> beam.Create(files)
-          | f'{label}Rows' >> beam.FlatMap(
-              lambda path: ((path, line, row)
-                            for line, row in read_csv_rows(path, max_field_chars))))
+          | f'{label}Parse' >> beam.FlatMap(_row_bundles, max_field_chars)
+          | f'{label}Spread' >> beam.Reshuffle()
+          | f'{label}Rows' >> beam.FlatMap(lambda bundle: bundle))
 
 
 def _side_table(pipeline: beam.Pipeline, label: str, files: List[str], id_column: str,

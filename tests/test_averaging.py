@@ -1,0 +1,52 @@
+"""Polyak averaging callback: the mean of the weights over the first steps, then an EMA."""
+import numpy as np
+import tensorflow as tf
+import tf_keras as keras
+
+from models.averaging import WeightAveraging
+
+
+class _Record(keras.callbacks.Callback):
+  def __init__(self):
+    super().__init__()
+    self.weights = []
+
+  def on_train_batch_end(self, batch, logs=None):
+    self.weights.append(self.model.layers[0].kernel.numpy().copy())
+
+
+def _fit(callbacks, steps=6):
+  tf.random.set_seed(0)
+  model = keras.Sequential([keras.layers.Dense(1, use_bias=False, input_shape=(3,))])
+  model.compile(optimizer=keras.optimizers.SGD(0.1), loss='mse')
+  x = np.arange(3 * steps * 4, dtype=np.float32).reshape(-1, 3) / 50.0
+  y = x.sum(axis=1, keepdims=True)
+  record = _Record()
+  model.fit(x, y, batch_size=4, epochs=1, shuffle=False, verbose=0,
+            callbacks=[record] + callbacks)
+  return model.layers[0].kernel.numpy(), record.weights
+
+
+def test_short_training_ends_at_the_mean_of_its_steps():
+  final, seen = _fit([WeightAveraging(0.99)])  # 6 steps, far fewer than 1 / (1 - 0.99)
+  assert len(seen) == 6
+  np.testing.assert_allclose(final, np.mean(seen, axis=0), rtol=1e-5)
+  assert not np.allclose(final, seen[-1])
+
+
+def test_exponential_average_after_the_horizon():
+  final, seen = _fit([WeightAveraging(0.5)])  # mean of steps 1-2, then decay 0.5
+  expected = (seen[0] + seen[1]) / 2
+  for w in seen[2:]:
+    expected = 0.5 * expected + 0.5 * w
+  np.testing.assert_allclose(final, expected, rtol=1e-5)
+
+
+def test_rejects_a_momentum_outside_zero_one():
+  for bad in (0.0, 1.0, 1.5):
+    try:
+      WeightAveraging(bad)
+    except ValueError as e:
+      assert 'momentum' in str(e)
+    else:
+      raise AssertionError(f'{bad} accepted')
