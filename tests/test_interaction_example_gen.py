@@ -134,3 +134,16 @@ def test_an_extra_interaction_column_is_ignored(tiny_tables):
         '1,10,5,100,phone\n')
   out = _run(_files(tiny_tables))
   assert 'device' not in out['train'][0] and out['train'][0][F.ITEM_ID] == '10'
+
+
+def test_options_as_the_component_packs_them(tiny_tables):
+  """Numbers come back from the component's Struct as floats; ingestion must take them."""
+  from components.interaction_example_gen.component import InteractionExampleGen
+  from tfx.types import standard_component_specs
+  node = InteractionExampleGen(str(tiny_tables), ex.example_gen_pb2.Input(),
+                               options={'max_field_chars': 100})
+  key = standard_component_specs.CUSTOM_CONFIG_KEY
+  options = ex.options_from_custom_config({key: node.exec_properties[key]})
+  assert options['max_field_chars'] == 100 and isinstance(options['max_field_chars'], float)
+  out = _run(_files(tiny_tables), **options)
+  assert len(out['train']) == 5

@@ -322,7 +322,7 @@ def build_splits(pipeline: beam.Pipeline, files: Dict[str, List[str]],
     options: DEFAULT_OPTIONS keys.
   """
   check_tables(files)
-  max_chars = options['max_field_chars']
+  max_chars = int(options['max_field_chars'])  # a float when it comes through the Struct
 
   item_features = _side_table(pipeline, 'Items', files['items'], F.ITEM_ID, F.ITEM_PREFIX,
                               max_chars)
