@@ -12,37 +12,52 @@ initialisation. Here the average is the plain mean of the weights seen so far un
 import tensorflow as tf
 import tf_keras as keras
 
+# Snapshots of the weights per averaging horizon (1 / (1 - momentum) steps). Each update
+# reads every weight, embedding tables included, so updating at every step would cost as
+# much as the training steps themselves at a million items.
+SNAPSHOTS_PER_HORIZON = 50
+
 
 class WeightAveraging(keras.callbacks.Callback):
-  """Ends training with the moving average of the model's trainable weights."""
+  """Ends training with the moving average of the model's trainable weights.
 
-  def __init__(self, momentum: float):
+  The weights are read every ``period`` steps (default: 50 snapshots per horizon), each
+  snapshot weighted with ``momentum ** period`` so the horizon in steps stays the same.
+  """
+
+  def __init__(self, momentum: float, period: int = 0):
     super().__init__()
     if not 0.0 < momentum < 1.0:
       raise ValueError(f'momentum must be in (0, 1), got {momentum}')
-    self.momentum = momentum
+    self.period = period or max(1, round(1.0 / (1.0 - momentum) / SNAPSHOTS_PER_HORIZON))
+    self.momentum = momentum ** self.period
     self._averages = None
+    self._steps = 0
 
   def on_train_begin(self, logs=None):
     self._averages = None  # the variables exist once the first step has run
+    self._steps = 0
 
   def _start(self):
     variables = self.model.trainable_variables
     self._averages = [tf.Variable(v, trainable=False) for v in variables]
-    steps = tf.Variable(1.0, trainable=False)
+    snapshots = tf.Variable(1.0, trainable=False)
     momentum = self.momentum
 
     @tf.function
     def update():
-      steps.assign_add(1.0)
-      # The mean of the first n steps (weight (n-1)/n on the average so far), then EMA.
-      decay = tf.minimum(momentum, (steps - 1.0) / steps)
+      snapshots.assign_add(1.0)
+      # The mean of the first n snapshots (weight (n-1)/n on the average so far), then EMA.
+      decay = tf.minimum(momentum, (snapshots - 1.0) / snapshots)
       for average, variable in zip(self._averages, variables):
         average.assign(decay * average + (1.0 - decay) * variable)
 
     self._update = update
 
   def on_train_batch_end(self, batch, logs=None):
+    self._steps += 1
+    if self._steps % self.period:
+      return
     if self._averages is None:
       self._start()
     else:

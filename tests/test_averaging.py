@@ -28,18 +28,28 @@ def _fit(callbacks, steps=6):
 
 
 def test_short_training_ends_at_the_mean_of_its_steps():
-  final, seen = _fit([WeightAveraging(0.99)])  # 6 steps, far fewer than 1 / (1 - 0.99)
+  final, seen = _fit([WeightAveraging(0.99, period=1)])  # 6 steps, far fewer than 100
   assert len(seen) == 6
   np.testing.assert_allclose(final, np.mean(seen, axis=0), rtol=1e-5)
   assert not np.allclose(final, seen[-1])
 
 
 def test_exponential_average_after_the_horizon():
-  final, seen = _fit([WeightAveraging(0.5)])  # mean of steps 1-2, then decay 0.5
+  final, seen = _fit([WeightAveraging(0.5, period=1)])  # mean of steps 1-2, then 0.5
   expected = (seen[0] + seen[1]) / 2
   for w in seen[2:]:
     expected = 0.5 * expected + 0.5 * w
   np.testing.assert_allclose(final, expected, rtol=1e-5)
+
+
+def test_snapshots_every_period_steps_keep_the_horizon():
+  final, seen = _fit([WeightAveraging(0.5, period=2)], steps=8)  # snapshots at steps 2, 4, 6, 8
+  snapshots = seen[1::2]
+  expected = snapshots[0]
+  for w in snapshots[1:]:  # momentum 0.5 ** 2 per snapshot, below (n - 1) / n from n = 2
+    expected = 0.25 * expected + 0.75 * w
+  np.testing.assert_allclose(final, expected, rtol=1e-5)
+  assert WeightAveraging(0.998).period == 10 and WeightAveraging(0.9).period == 1
 
 
 def test_rejects_a_momentum_outside_zero_one():
