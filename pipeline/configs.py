@@ -79,7 +79,8 @@ class RankingConfig:
   # Seed-42 split: RMSE 0.9027 with 4096 against 0.9066 without (benchmarks/sweep.py). Time:
   # 18 s/epoch against 27 in that sweep, but in the pipeline the ranking Trainer took 208 s
   # (MovieLens, 9 epochs; 190 s before) and 383 s at 1M synthetic (407 s before): the item
-  # encoder is not where its time goes.
+  # encoder was not where its time went, the per-row input pipeline was (batched since:
+  # 122 s and 254 s).
   negative_pool: int = 4096
   negative_popularity_share: float = 0.0
   # The loss is rating_weight * MSE + engagement_weight * binary cross-entropy (the rating
