@@ -13,8 +13,8 @@ import tensorflow as tf
 import tf_keras as keras
 
 # Snapshots of the weights per averaging horizon (1 / (1 - momentum) steps). Each update
-# reads every weight, embedding tables included, so updating at every step would cost as
-# much as the training steps themselves at a million items.
+# reads every weight, embedding tables included (rows in proportion to the catalogue), so
+# it is not done at every step.
 SNAPSHOTS_PER_HORIZON = 50
 
 
