@@ -1,5 +1,6 @@
 """Polyak averaging callback: the mean of the weights over the first steps, then an EMA."""
 import numpy as np
+import pytest
 import tensorflow as tf
 import tf_keras as keras
 
@@ -52,11 +53,7 @@ def test_snapshots_every_period_steps_keep_the_horizon():
   assert WeightAveraging(0.998).period == 10 and WeightAveraging(0.9).period == 1
 
 
-def test_rejects_a_momentum_outside_zero_one():
-  for bad in (0.0, 1.0, 1.5):
-    try:
-      WeightAveraging(bad)
-    except ValueError as e:
-      assert 'momentum' in str(e)
-    else:
-      raise AssertionError(f'{bad} accepted')
+@pytest.mark.parametrize('bad', [0.0, 1.0, 1.5])
+def test_rejects_a_momentum_outside_zero_one(bad):
+  with pytest.raises(ValueError, match='momentum'):
+    WeightAveraging(bad)
