@@ -40,8 +40,10 @@ def run_flags(interactions: int) -> List[str]:
   """Per-size local_runner.py flags (stated in SCALE.md)."""
   if interactions <= 200_000:
     epochs = ['--retrieval-epochs', '10', '--ranking-epochs', '10']
-  else:
+  elif interactions <= 2_000_000:
     epochs = ['--retrieval-epochs', '2', '--ranking-epochs', '2']
+  else:  # one epoch at 10M is 8M examples, four times what two epochs at 1M show the models
+    epochs = ['--retrieval-epochs', '1', '--ranking-epochs', '1']
   return epochs + ['--eval-max-users', str(EVAL_MAX_USERS), '--beam-mode', 'multi_processing']
 
 

@@ -274,8 +274,9 @@ def train(fn_args, tft_output: tft.TFTransformOutput, config: RankingConfig,
   train_batches, valid_ds = batches, None
   if every:
     train_batches = data.every_nth_row(batches, every, held_out=False)
-    valid_ds = data.every_nth_row(batches, every, held_out=True).unbatch().batch(4096)
-  train_ds = data.batched(train_batches.unbatch(), config.batch_size, shuffle=True)
+    valid_ds = data.rebatched(data.every_nth_row(batches, every, held_out=True), 4096,
+                              shuffle=False)
+  train_ds = data.rebatched(train_batches, config.batch_size, shuffle=True)
   mean, rating_range = 0.0, None
   if with_rating:
     ratings = data.columns(train_batches, [F.RATING_XF])[F.RATING_XF]

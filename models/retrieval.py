@@ -229,7 +229,7 @@ def train(fn_args, tft_output: tft.TFTransformOutput, config: RetrievalConfig,
   keys = user_spec.keys + item_spec.keys
   batches = data.transformed_batches(fn_args.data_accessor, fn_args.train_files, tft_output,
                                      keys)
-  train_ds = data.batched(batches.unbatch(), config.batch_size, shuffle=True)
+  train_ds = data.rebatched(batches, config.batch_size, shuffle=True)
   log_prob = item_log_probabilities(tft_output) if config.popularity_correction else None
   catalogue = None
   if config.extra_negatives:

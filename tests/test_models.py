@@ -311,6 +311,32 @@ def test_every_nth_row_splits_batches_with_their_sparse_bags():
   assert users.dtype == np.int64 and list(items) == [0, 2, 4, 6, 8]
 
 
+def test_rebatched_permutes_rows_with_their_bags_and_reshuffles_every_epoch():
+  ids = np.arange(10_000, dtype=np.int64)
+  bags = tf.sparse.from_dense(tf.constant(np.stack([ids % 3, ids % 5], 1)))  # 0-2 values a row
+  batches = tf.data.Dataset.from_tensor_slices(
+      {'id': ids, 'x': ids.astype(np.float32)[:, None], 'bag': bags}).batch(1000)
+  shuffled = data.rebatched(batches, 384, shuffle=True, window=4)
+  epochs = []
+  for _ in range(2):
+    seen = []
+    for b in shuffled:
+      i = b['id'].numpy()
+      assert len(i) <= 384 and b['x'].shape == (len(i), 1)
+      np.testing.assert_array_equal(b['x'].numpy()[:, 0], i)
+      bag = tf.sparse.to_dense(b['bag']).numpy()  # each row keeps its own bag's values
+      np.testing.assert_array_equal(bag.sum(1), i % 3 + i % 5)
+      np.testing.assert_array_equal((bag > 0).sum(1), (i % 3 > 0).astype(int) + (i % 5 > 0))
+      seen.append(i)
+    everything = np.concatenate(seen)
+    assert sorted(everything) == list(ids)  # every row once an epoch
+    assert sum(len(i) < 384 for i in seen) <= 3  # one short batch a window at most
+    epochs.append(everything)
+  assert not np.array_equal(epochs[0], epochs[1]) and not np.array_equal(epochs[0], ids)
+  in_order = np.concatenate([b['id'].numpy() for b in data.rebatched(batches, 384, False)])
+  np.testing.assert_array_equal(in_order, ids)
+
+
 def test_rank_of_target_counts_ties_against():
   scores = np.array([[0.9, 0.5, 0.5, 0.1], [0.2, 0.3, 0.4, 0.5]])
   assert rank_of_target(scores, np.array([1, 3])).tolist() == [2, 0]

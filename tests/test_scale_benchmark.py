@@ -23,6 +23,7 @@ def test_sizes_and_flags():
   assert scale.parse_size('100k') == 100_000 and scale.parse_size('10M') == 10_000_000
   assert scale.size_name(1_000_000) == '1M' and scale.size_name(250_000) == '250K'
   assert '--eval-max-users' in scale.run_flags(10_000_000)
+  assert scale.run_flags(10_000_000)[:4] == ['--retrieval-epochs', '1', '--ranking-epochs', '1']
 
 
 def test_table_slope_plot_and_notes(tmp_path):
