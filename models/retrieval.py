@@ -17,7 +17,7 @@ from absl import logging
 from models import averaging, data, warm_start
 from models.feature_store import FeatureStore, build_stores, item_features
 from models.index import make_index
-from models.towers import Tower
+from models.towers import Tower, member_outputs, towers
 from models.warmup import write_warmup_requests
 from pipeline import features as F
 from pipeline.configs import RetrievalConfig, config_from_dict
@@ -43,10 +43,15 @@ class TwoTowerModel(tfrs.Model):
     self.extra_negatives = config.extra_negatives if catalogue is not None else 0
     self.catalogue = catalogue
     self.batch_size = config.batch_size
-    self.query_tower = Tower(user_spec, config.embedding_dim, config.hidden_units,
-                             l2=config.l2, id_dropout=config.id_dropout, name='query')
-    self.candidate_tower = Tower(item_spec, config.embedding_dim, config.hidden_units,
-                                 l2=config.l2, id_dropout=config.id_dropout, name='candidate')
+    # ``ensemble`` pairs of towers, each pair trained on its own loss over the same batches.
+    self.query_tower = towers(
+        lambda name: Tower(user_spec, config.embedding_dim, config.hidden_units, l2=config.l2,
+                           id_dropout=config.id_dropout, name=name),
+        config.ensemble, scale=True, name='query')
+    self.candidate_tower = towers(
+        lambda name: Tower(item_spec, config.embedding_dim, config.hidden_units, l2=config.l2,
+                           id_dropout=config.id_dropout, name=name),
+        config.ensemble, scale=False, name='candidate')
     self.item_key = item_spec.id_key
     self.item_log_prob = (tf.constant(item_log_prob, tf.float32)
                           if item_log_prob is not None else None)
@@ -54,14 +59,15 @@ class TwoTowerModel(tfrs.Model):
                                      remove_accidental_hits=True)
 
   def compute_loss(self, features: Dict[str, tf.Tensor], training: bool = False) -> tf.Tensor:
-    queries = self.query_tower(features, training=training)
-    candidates = self.candidate_tower(features, training=training)
+    queries = member_outputs(self.query_tower, features, training=training)
+    candidates = member_outputs(self.candidate_tower, features, training=training)
     item_ids = tf.reshape(features[self.item_key], [-1])
     if self.extra_negatives:
       rows = tf.random.uniform([self.extra_negatives], 0,
                                tf.shape(self.catalogue[self.item_key])[0], dtype=tf.int32)
       extra = {k: _gather_rows(v, rows) for k, v in self.catalogue.items()}
-      candidates = tf.concat([candidates, self.candidate_tower(extra, training=training)], 0)
+      candidates = [tf.concat([c, e], 0) for c, e in
+                    zip(candidates, member_outputs(self.candidate_tower, extra, training))]
       item_ids = tf.concat([item_ids, tf.reshape(extra[self.item_key], [-1])], 0)
     sampling = None
     if self.item_log_prob is not None:
@@ -74,6 +80,11 @@ class TwoTowerModel(tfrs.Model):
                   ) / (batch + self.extra_negatives)
       if self.popularity_weight != 1.0:
         sampling = sampling ** self.popularity_weight
+    return tf.add_n([self._pair_loss(q, c, item_ids, sampling, features)
+                     for q, c in zip(queries, candidates)])
+
+  def _pair_loss(self, queries, candidates, item_ids, sampling, features) -> tf.Tensor:
+    """In-batch softmax loss of one pair of towers."""
     if self.seen is None:
       return self.task(queries, candidates, candidate_sampling_probability=sampling,
                        candidate_ids=item_ids, compute_metrics=False)
@@ -92,8 +103,9 @@ class TwoTowerModel(tfrs.Model):
 
   def row_vocabularies(self):
     """The vocabulary-indexed tables, for warm start."""
-    return warm_start.encoder_row_vocabularies([self.query_tower.encoder,
-                                                self.candidate_tower.encoder])
+    return warm_start.encoder_row_vocabularies(
+        [t.encoder for tower in (self.query_tower, self.candidate_tower)
+         for t in getattr(tower, 'members', [tower])])
 
 
 def _gather_rows(values: tf.Tensor, rows: tf.Tensor) -> tf.Tensor:

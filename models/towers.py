@@ -77,3 +77,45 @@ class Tower(keras.Model):
   def call(self, features, training=False):
     out = self.mlp(self.encoder(features, training=training), training=training)
     return tf.math.l2_normalize(out, axis=1) if self.normalize else out
+
+
+class TowerEnsemble(keras.Model):
+  """``members`` towers of one side, trained side by side (each against its own partner on
+  the other side, models/retrieval.py): a seed ensemble inside one model, one input pipeline
+  and one training step. Called, it returns the members' outputs side by side times
+  ``scale``; with 1/K on the query side the dot product of two ensembles is the mean of the
+  K pair scores, on the scale of a single pair.
+  """
+
+  def __init__(self, members: Sequence[Tower], scale: float = 1.0, **kwargs):
+    super().__init__(**kwargs)
+    self.members = list(members)
+    self.scale = scale
+
+  @property
+  def encoder(self) -> Encoder:
+    """The first member's encoder: every member has the same spec and OOV row."""
+    return self.members[0].encoder
+
+  def each(self, features, training=False):
+    return [m(features, training=training) for m in self.members]
+
+  def call(self, features, training=False):
+    return tf.concat(self.each(features, training=training), axis=1) * self.scale
+
+
+def member_outputs(tower, features, training=False):
+  """The outputs of each member of ``tower`` (a Tower is an ensemble of one)."""
+  if isinstance(tower, TowerEnsemble):
+    return tower.each(features, training=training)
+  return [tower(features, training=training)]
+
+
+def towers(make, count: int, scale: bool, name: str):
+  """One Tower from ``make(name)``, or a TowerEnsemble of ``count`` (scaled by 1/count when
+  ``scale``). One tower keeps its plain structure (and its warm-start paths)."""
+  if count <= 1:
+    return make(name)
+  return TowerEnsemble([make(f'{name}_{i}') for i in range(count)],
+                       scale=1.0 / count if scale else 1.0, name=name)
+

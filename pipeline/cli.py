@@ -32,6 +32,8 @@ def add_model_flags(parser: argparse.ArgumentParser) -> None:
                      help='retrieval softmax temperature')
   group.add_argument('--retrieval-batch-size', type=int, default=r.batch_size)
   group.add_argument('--retrieval-learning-rate', type=float, default=r.learning_rate)
+  group.add_argument('--retrieval-ensemble', type=int, default=r.ensemble,
+                     help='pairs of retrieval towers trained side by side, scores averaged')
   group.add_argument('--ranking-batch-size', type=int, default=k.batch_size)
   group.add_argument('--ranking-learning-rate', type=float, default=k.learning_rate)
   group.add_argument('--index', choices=['brute_force', 'scann'], default=r.index,
@@ -83,7 +85,8 @@ def configs_from_args(args: argparse.Namespace) -> Tuple[RetrievalConfig, Rankin
   retrieval = RetrievalConfig(
       epochs=args.epochs or args.retrieval_epochs, embedding_dim=args.embedding_dim,
       temperature=args.temperature, batch_size=args.retrieval_batch_size,
-      learning_rate=args.retrieval_learning_rate, index=args.index)
+      learning_rate=args.retrieval_learning_rate, ensemble=args.retrieval_ensemble,
+      index=args.index)
   ranking = RankingConfig(epochs=args.epochs or args.ranking_epochs,
                           batch_size=args.ranking_batch_size,
                           learning_rate=args.ranking_learning_rate)

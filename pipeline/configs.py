@@ -45,6 +45,9 @@ class RetrievalConfig:
   # split, top_100 / top_10_unseen / top_100_unseen: without, 0.378-0.381 / 0.166-0.169 /
   # 0.631-0.639 (three runs); with 0.998, 0.393-0.395 / 0.170-0.172 / 0.639-0.641 (two).
   weight_averaging: float = 0.998
+  # Pairs of towers trained side by side from different initial weights, their scores
+  # averaged (a seed ensemble in one model: ``ensemble`` times the training arithmetic).
+  ensemble: int = 1
   top_k: int = 100
   # Users returned by the `audience` signature (ad targeting), at most.
   audience_k: int = 1000

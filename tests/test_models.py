@@ -66,6 +66,33 @@ def test_two_tower_loss_decreases_on_a_fixed_batch():
   assert history.history['loss']
 
 
+def test_ensemble_trains_each_pair_on_its_own_loss_and_serves_their_mean_score():
+  config = RetrievalConfig(embedding_dim=8, hidden_units=(8,), ensemble=2)
+  model = TwoTowerModel(USERS, ITEMS, config, item_log_prob=np.log(np.full([8], 1 / 8,
+                                                                          np.float32)))
+  features = batch()
+  loss = float(model.compute_loss(features))
+  pairs = list(zip(model.query_tower.members, model.candidate_tower.members))
+  assert len(pairs) == 2
+  sampling = tf.fill([4], 1 / 8)
+  item_ids = tf.reshape(features['item_id_xf'], [-1])
+  separate = [float(model.task(q(features), c(features), candidate_sampling_probability=sampling,
+                               candidate_ids=item_ids, compute_metrics=False))
+              for q, c in pairs]
+  np.testing.assert_allclose(loss, sum(separate), rtol=1e-5)
+  assert abs(separate[0] - separate[1]) > 1e-6  # different initial weights
+  # Served: the ensembles' dot product is the mean of the pairs' scores.
+  scores = tf.reduce_sum(model.query_tower(features) * model.candidate_tower(features), 1)
+  mean = np.mean([tf.reduce_sum(q(features) * c(features), 1).numpy() for q, c in pairs], 0)
+  np.testing.assert_allclose(scores.numpy(), mean, rtol=1e-5, atol=1e-6)
+  # Warm start remaps the id tables of every member.
+  users = dataclasses.replace(USERS, vocabularies={'user_id_xf': 'user_ids'})
+  items = dataclasses.replace(ITEMS, vocabularies={'item_id_xf': 'item_ids'})
+  model = TwoTowerModel(users, items, config)
+  model.compute_loss(features)
+  assert sorted(model.row_vocabularies().values()) == ['item_ids'] * 2 + ['user_ids'] * 2
+
+
 def test_extra_negatives_join_the_softmax_with_the_mixture_correction():
   catalogue = {'item_id_xf': tf.constant(np.arange(6), tf.int64),
                'item__genres_xf': tf.ragged.constant(CATALOGUE_GENRES, dtype=tf.int64)}
