@@ -147,3 +147,23 @@ def test_options_as_the_component_packs_them(tiny_tables):
   assert options['max_field_chars'] == 100 and isinstance(options['max_field_chars'], float)
   out = _run(_files(tiny_tables), **options)
   assert len(out['train']) == 5
+
+
+def test_pieces_cut_at_record_ends_and_keep_line_numbers(tmp_path):
+  # Quoted fields with line breaks and commas: a cut at a line end inside one would break it.
+  rows = ['item_id,title']
+  for i in range(300):
+    rows.append(f'{i},"title {i}\nsecond line, {i}"' if i % 3 == 0 else f'{i},plain {i}')
+  path = write(tmp_path / 'items.csv', '\n'.join(rows) + '\n')
+  pieces = list(ex.csv_pieces(path, piece_bytes=200))
+  assert len(pieces) > 10 and pieces[-1][1][1] is None
+  assert all(a[1][1] == b[1][0] for a, b in zip(pieces, pieces[1:]))  # contiguous
+  whole = list(ex.read_csv_rows(path, 4096))
+  cut = [r for _, piece in pieces for r in ex.read_csv_rows(path, 4096, piece)]
+  assert cut == whole and len(whole) == 300
+  assert whole[3] == (7, {'item_id': '3', 'title': 'title 3\nsecond line, 3'})  # lines 6-7
+  # A fault far into the file is reported from its piece with the file's line number.
+  broken = write(tmp_path / 'broken.csv', '\n'.join(rows[:250]) + '\n250,a,b\n')
+  with pytest.raises(ex.InputDataError, match=r'broken.csv: line 334: expected 2 columns'):
+    for _, piece in ex.csv_pieces(broken, piece_bytes=200):
+      list(ex.read_csv_rows(broken, 4096, piece))
