@@ -111,10 +111,11 @@ def rebatched(batches: tf.data.Dataset, batch_size: int, shuffle: bool, seed: in
   permuted every epoch when ``shuffle`` so that in-batch negatives differ from one epoch to
   the next (caching fixed batches would show the retrieval loss the same negatives).
 
-  Rows are permuted inside windows of ``window`` cached batches (SHUFFLE_WINDOW: the whole
-  MovieLens train split; 262,144 rows at scale), taken in random order, with one gather per
-  feature: unbatching into single rows and shuffling them one by one cost 41 s an epoch at
-  1M rows, this 1.5 s.
+  The cached batches are taken in a random order over the whole split (ExampleGen writes
+  rows in input order, which may be by time), and rows are permuted inside windows of
+  ``window`` of them (SHUFFLE_WINDOW: the whole MovieLens train split; 262,144 rows at scale)
+  with one gather per feature: unbatching into single rows and shuffling them one by one
+  cost 41 s an epoch at 1M rows, this 1.5 s.
   """
   window = window or SHUFFLE_WINDOW
 
@@ -135,14 +136,15 @@ def rebatched(batches: tf.data.Dataset, batch_size: int, shuffle: bool, seed: in
   def as_sparse(batch):
     return {k: v.to_sparse() if isinstance(v, tf.RaggedTensor) else v for k, v in batch.items()}
 
+  if shuffle:  # a buffer of every batch: it holds references to the cached tensors
+    batches = batches.shuffle(SHUFFLE_ALL_BATCHES, seed=seed, reshuffle_each_iteration=True)
   ds = batches.map(lambda b: {k: _as_ragged(v) for k, v in b.items()})
-  if shuffle:
-    ds = ds.shuffle(window, seed=seed, reshuffle_each_iteration=True)
   return (ds.ragged_batch(window).flat_map(split).map(as_sparse)
           .prefetch(tf.data.AUTOTUNE))
 
 
 SHUFFLE_WINDOW = 64
+SHUFFLE_ALL_BATCHES = 1 << 20
 
 
 # Rows per batch read and transformed (and cached: a cache of single rows would hold one

@@ -23,9 +23,12 @@ import tensorflow as tf
 from absl import logging
 from google.protobuf import json_format
 from google.protobuf import struct_pb2
+from tfx.components.example_gen import utils as example_gen_utils
+from tfx.components.example_gen import write_split
 from tfx.components.example_gen.base_example_gen_executor import BaseExampleGenExecutor
+from tfx.components.util import examples_utils
 from tfx.proto import example_gen_pb2
-from tfx.types import standard_component_specs
+from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import proto_utils
 
 from pipeline import features as F
@@ -445,8 +448,45 @@ def options_from_custom_config(exec_properties: Dict[str, Any]) -> Dict[str, Any
   return options
 
 
+@beam.ptransform_fn
+def WriteExamples(examples: beam.PCollection, split_uri: str) -> beam.pvalue.PDone:
+  """Writes a split as gzipped TFRecords where each worker is, without TFX's shuffle.
+
+  TFX's WriteSplit reshuffles every split before writing it; on the local Beam runner that
+  is a group-by-key held in the runner's memory, i.e. every example of the run at once (at
+  10M interactions it took the run out of memory). Record order carries no meaning here:
+  the Trainers shuffle (models/data.py::rebatched) and the rest aggregates.
+  """
+  return (examples
+          | 'Serialize' >> beam.ParDo(write_split.MaybeSerialize())
+          | 'Write' >> beam.io.WriteToTFRecord(
+              os.path.join(split_uri, write_split.DEFAULT_TF_RECORD_FILE_NAME),
+              file_name_suffix='.gz'))
+
+
 class Executor(BaseExampleGenExecutor):
   """FileBasedExampleGen executor with the recommender's join and split rules."""
+
+  def Do(self, input_dict, output_dict, exec_properties) -> None:
+    """BaseExampleGenExecutor.Do, writing the splits with WriteExamples (no shuffle)."""
+    self._log_startup(input_dict, output_dict, exec_properties)
+    input_config, output_config = example_gen_pb2.Input(), example_gen_pb2.Output()
+    proto_utils.json_to_proto(exec_properties[standard_component_specs.INPUT_CONFIG_KEY],
+                              input_config)
+    proto_utils.json_to_proto(exec_properties[standard_component_specs.OUTPUT_CONFIG_KEY],
+                              output_config)
+    outputs = output_dict[standard_component_specs.EXAMPLES_KEY]
+    artifact_utils.get_single_instance(outputs).split_names = (
+        artifact_utils.encode_split_names(
+            example_gen_utils.generate_output_split_names(input_config, output_config)))
+    with self._make_beam_pipeline() as pipeline:
+      for name, examples in self.GenerateExamplesByBeam(pipeline, exec_properties).items():
+        _ = examples | f'WriteSplit[{name}]' >> WriteExamples(
+            artifact_utils.get_split_uri(outputs, name))
+    payload = exec_properties.get(standard_component_specs.OUTPUT_DATA_FORMAT_KEY)
+    if payload:
+      for artifact in outputs:
+        examples_utils.set_payload_format(artifact, payload)
 
   def GetInputSourceToExamplePTransform(self) -> beam.PTransform:
     raise NotImplementedError('InteractionExampleGen builds all splits in GenerateExamplesByBeam')
