@@ -136,7 +136,8 @@ def rebatched(batches: tf.data.Dataset, batch_size: int, shuffle: bool, seed: in
   def as_sparse(batch):
     return {k: v.to_sparse() if isinstance(v, tf.RaggedTensor) else v for k, v in batch.items()}
 
-  if shuffle:  # a buffer of every batch: it holds references to the cached tensors
+  if shuffle:  # a buffer of every batch: references to the cache's tensors when ``batches``
+    # is the cache itself; the ranking Trainer's selected rows are new tensors, held once
     batches = batches.shuffle(SHUFFLE_ALL_BATCHES, seed=seed, reshuffle_each_iteration=True)
   ds = batches.map(lambda b: {k: _as_ragged(v) for k, v in b.items()})
   return (ds.ragged_batch(window).flat_map(split).map(as_sparse)
