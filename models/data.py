@@ -125,10 +125,7 @@ def rebatched(batches: tf.data.Dataset, batch_size: int, shuffle: bool, seed: in
     n = first.nrows() if isinstance(first, tf.RaggedTensor) else tf.shape(
         first, out_type=tf.int64)[0]
     order = (tf.random.shuffle(tf.range(n), seed=seed) if shuffle else tf.range(n))
-    full = n // batch_size
-    sizes = tf.concat([tf.fill([full], tf.cast(batch_size, tf.int64)),
-                       tf.reshape(n - full * batch_size, [1])[:tf.minimum(n % batch_size, 1)]],
-                      0)
+    sizes = tf.minimum(tf.cast(batch_size, tf.int64), n - tf.range(0, n, batch_size))
     return tf.data.Dataset.from_tensor_slices(
         {k: tf.RaggedTensor.from_row_lengths(tf.gather(v, order), sizes)
          for k, v in merged.items()})

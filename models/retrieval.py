@@ -17,7 +17,7 @@ from absl import logging
 from models import averaging, data, warm_start
 from models.feature_store import FeatureStore, build_stores, item_features
 from models.index import make_index
-from models.towers import Tower, member_outputs, towers
+from models.towers import Tower, member_outputs, members_of, towers
 from models.warmup import write_warmup_requests
 from pipeline import features as F
 from pipeline.configs import RetrievalConfig, config_from_dict
@@ -105,7 +105,7 @@ class TwoTowerModel(tfrs.Model):
     """The vocabulary-indexed tables, for warm start."""
     return warm_start.encoder_row_vocabularies(
         [t.encoder for tower in (self.query_tower, self.candidate_tower)
-         for t in getattr(tower, 'members', [tower])])
+         for t in members_of(tower)])
 
 
 def _gather_rows(values: tf.Tensor, rows: tf.Tensor) -> tf.Tensor:

@@ -4,7 +4,7 @@ Models are built from a SideSpec discovered in the Transform output, so the same
 MovieLens and any data set with other feature columns. They know nothing of TFX and are
 tested on tensors.
 """
-from typing import Dict, Sequence
+from typing import Dict, List, Sequence
 
 import tensorflow as tf
 import tf_keras as keras
@@ -97,18 +97,18 @@ class TowerEnsemble(keras.Model):
     """The first member's encoder: every member has the same spec and OOV row."""
     return self.members[0].encoder
 
-  def each(self, features, training=False):
-    return [m(features, training=training) for m in self.members]
-
   def call(self, features, training=False):
-    return tf.concat(self.each(features, training=training), axis=1) * self.scale
+    return tf.concat(member_outputs(self, features, training=training), axis=1) * self.scale
 
 
-def member_outputs(tower, features, training=False):
-  """The outputs of each member of ``tower`` (a Tower is an ensemble of one)."""
-  if isinstance(tower, TowerEnsemble):
-    return tower.each(features, training=training)
-  return [tower(features, training=training)]
+def members_of(tower) -> List[Tower]:
+  """The towers of ``tower`` (a Tower is an ensemble of one)."""
+  return tower.members if isinstance(tower, TowerEnsemble) else [tower]
+
+
+def member_outputs(tower, features, training=False) -> List[tf.Tensor]:
+  """The output of each member of ``tower``."""
+  return [m(features, training=training) for m in members_of(tower)]
 
 
 def towers(make, count: int, scale: bool, name: str):
