@@ -23,9 +23,9 @@ import tensorflow_transform as tft
 import tf_keras as keras
 from absl import logging
 
-from models import data, warm_start
+from models import data, optimizers, warm_start
 from models.feature_store import FeatureStore, build_stores, item_features
-from models.towers import Encoder, mlp
+from models.towers import Encoder, mlp, table_penalty
 from models.warmup import write_warmup_requests
 from pipeline import features as F
 from pipeline.configs import RankingConfig, config_from_dict
@@ -92,10 +92,11 @@ class _Head(keras.layers.Layer):
     reg = keras.regularizers.l2(config.l2) if config.l2 else None
     self.user_proj = keras.layers.Dense(config.embedding_dim, kernel_regularizer=reg)
     self.item_proj = keras.layers.Dense(config.embedding_dim, kernel_regularizer=reg)
+    penalty = table_penalty(config.embedding_l2, config.lazy_embeddings)
     self.user_bias = keras.layers.Embedding(user_rows, 1, embeddings_initializer='zeros',
-                                            embeddings_regularizer=reg)
+                                            **penalty)
     self.item_bias = keras.layers.Embedding(item_rows, 1, embeddings_initializer='zeros',
-                                            embeddings_regularizer=reg)
+                                            **penalty)
     self.global_bias = tf.Variable(init_bias, dtype=tf.float32, name='global_bias')
     self.deep = mlp(config.hidden_units, 1, l2=config.l2, name='deep')
 
@@ -125,10 +126,10 @@ class RankingModel(tfrs.Model):
     self.config = config
     self.with_rating = with_rating
     self.sampler = sampler
-    self.user_encoder = Encoder(user_spec, config.embedding_dim, l2=config.l2,
-                                id_dropout=config.id_dropout, name='user')
-    self.item_encoder = Encoder(item_spec, config.embedding_dim, l2=config.l2,
-                                id_dropout=config.id_dropout, name='item')
+    self.user_encoder = Encoder(user_spec, config.embedding_dim, config.embedding_l2,
+                                config.lazy_embeddings, config.id_dropout, name='user')
+    self.item_encoder = Encoder(item_spec, config.embedding_dim, config.embedding_l2,
+                                config.lazy_embeddings, config.id_dropout, name='item')
     self.user_key, self.item_key = user_spec.id_key, item_spec.id_key
     rows = (user_spec.id_rows, item_spec.id_rows)
     if with_rating:
@@ -303,7 +304,7 @@ def train(fn_args, tft_output: tft.TFTransformOutput, config: RankingConfig,
   if base_model:
     model(next(iter(train_ds)))  # creates the variables
     report = warm_start.restore(model, model.row_vocabularies(), tft_output, base_model)
-  model.compile(optimizer=keras.optimizers.Adam(config.learning_rate))
+  model.compile(optimizer=optimizers.adam(config.learning_rate, config.lazy_embeddings))
   callbacks = []
   if valid_ds is not None:
     monitor = ('val_root_mean_squared_error', 'min') if with_rating else ('val_auc', 'max')

@@ -14,7 +14,7 @@ import tensorflow_transform as tft
 import tf_keras as keras
 from absl import logging
 
-from models import averaging, data, warm_start
+from models import averaging, data, optimizers, warm_start
 from models.feature_store import FeatureStore, build_stores, item_features
 from models.index import make_index
 from models.towers import Tower, member_outputs, members_of, towers
@@ -46,10 +46,12 @@ class TwoTowerModel(tfrs.Model):
     # ``ensemble`` pairs of towers, each pair trained on its own loss over the same batches.
     self.query_tower = towers(
         lambda name: Tower(user_spec, config.embedding_dim, config.hidden_units, l2=config.l2,
+                           table_l2=config.embedding_l2, lazy=config.lazy_embeddings,
                            id_dropout=config.id_dropout, name=name),
         config.ensemble, scale=True, name='query')
     self.candidate_tower = towers(
         lambda name: Tower(item_spec, config.embedding_dim, config.hidden_units, l2=config.l2,
+                           table_l2=config.embedding_l2, lazy=config.lazy_embeddings,
                            id_dropout=config.id_dropout, name=name),
         config.ensemble, scale=False, name='candidate')
     self.item_key = item_spec.id_key
@@ -258,7 +260,7 @@ def train(fn_args, tft_output: tft.TFTransformOutput, config: RetrievalConfig,
   if base_model:
     model.compute_loss(next(iter(train_ds)))  # creates the variables
     report = warm_start.restore(model, model.row_vocabularies(), tft_output, base_model)
-  model.compile(optimizer=keras.optimizers.Adam(config.learning_rate))
+  model.compile(optimizer=optimizers.adam(config.learning_rate, config.lazy_embeddings))
   callbacks = ([averaging.WeightAveraging(config.weight_averaging)]
                if config.weight_averaging else [])
   history = model.fit(train_ds, epochs=config.epochs, callbacks=callbacks, verbose=2)

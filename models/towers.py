@@ -15,16 +15,15 @@ from models.data import SideSpec
 class Encoder(keras.layers.Layer):
   """Concatenates the id embedding, feature embeddings and scaled numbers of one side."""
 
-  def __init__(self, spec: SideSpec, dim: int, l2: float = 0.0, id_dropout: float = 0.0,
-               feature_dim: int = 16, **kwargs):
+  def __init__(self, spec: SideSpec, dim: int, table_l2: float = 0.0, lazy: bool = True,
+               id_dropout: float = 0.0, feature_dim: int = 16, **kwargs):
     super().__init__(**kwargs)
     self.spec = spec
     self.id_dropout = id_dropout
-    reg = keras.regularizers.l2(l2) if l2 else None
     # A new initializer per table: one unseeded instance would give every table the same values.
     init = lambda: keras.initializers.RandomNormal(stddev=0.05)
     self.id_embedding = keras.layers.Embedding(spec.id_rows, dim, embeddings_initializer=init(),
-                                               embeddings_regularizer=reg, name='id')
+                                               name='id', **table_penalty(table_l2, lazy))
     self.categorical = {k: keras.layers.Embedding(rows, feature_dim, embeddings_initializer=init(),
                                                   name=k)
                         for k, rows in spec.categorical.items()}
@@ -57,6 +56,20 @@ class Encoder(keras.layers.Layer):
     return tf.concat(parts, axis=1)
 
 
+def table_penalty(l2: float, lazy: bool) -> Dict[str, keras.regularizers.Regularizer]:
+  """Keras ``Embedding`` arguments for an L2 penalty of ``l2`` on an id table.
+
+  Lazy: on the rows a batch looks up (``l2 * |row|^2`` averaged over the batch), so a row is
+  pulled towards zero in proportion to how often it is seen and the gradient stays sparse
+  (models/optimizers.py). Otherwise on the whole table at every step, which makes the
+  gradient of every row dense and a step's cost grow with the catalogue.
+  """
+  if not l2:
+    return {}
+  key = 'activity_regularizer' if lazy else 'embeddings_regularizer'
+  return {key: keras.regularizers.l2(l2)}
+
+
 def mlp(units: Sequence[int], out_dim: int, l2: float = 0.0, name: str = None) -> keras.Sequential:
   reg = keras.regularizers.l2(l2) if l2 else None
   layers = [keras.layers.Dense(u, activation='relu', kernel_regularizer=reg) for u in units]
@@ -68,9 +81,10 @@ class Tower(keras.Model):
   """Encoder + MLP, L2-normalised: one side of the two-tower retrieval model."""
 
   def __init__(self, spec: SideSpec, dim: int, hidden: Sequence[int], l2: float = 0.0,
-               id_dropout: float = 0.0, normalize: bool = True, **kwargs):
+               table_l2: float = 0.0, lazy: bool = True, id_dropout: float = 0.0,
+               normalize: bool = True, **kwargs):
     super().__init__(**kwargs)
-    self.encoder = Encoder(spec, dim, l2=l2, id_dropout=id_dropout)
+    self.encoder = Encoder(spec, dim, table_l2=table_l2, lazy=lazy, id_dropout=id_dropout)
     self.mlp = mlp(hidden, dim, l2=l2)
     self.normalize = normalize
 
