@@ -16,7 +16,6 @@ import datetime
 import json
 import os
 import shutil
-import subprocess
 import sys
 import time
 from typing import Dict, List
@@ -90,6 +89,7 @@ def main(argv=None) -> int:
 
   import local_runner
   from benchmarks import baselines
+  from benchmarks.scale import current_commit
   from benchmarks.split import write_seed_split
 
   split_dir = os.path.join(args.work_dir, 'split-seed42')
@@ -123,8 +123,7 @@ def main(argv=None) -> int:
       rows[labels.get(name, name)] = result
   cold = new_user_hits(out_dir, split_dir, new_users)
 
-  commit = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], cwd=REPO,
-                          capture_output=True, text=True).stdout.strip() or 'unknown'
+  commit = current_commit()
   report = '\n'.join([
       '# Quality benchmark (seed-42 split of MovieLens-100K)', '',
       f'{datetime.date.today().isoformat()}, commit {commit}, {os.cpu_count()} cores; '

@@ -211,8 +211,9 @@ class RankingModel(tfrs.Model):
       grouped = tf.concat([logits[:batch, tf.newaxis], tf.where(
           tf.reshape(hit, [batch, n]), -1e9, tf.reshape(logits[batch:], [batch, n]))], axis=1)
       first = tf.one_hot(tf.zeros([batch], tf.int32), n + 1)
-      return loss + self.config.engagement_weight * tf.reduce_mean(
-          tf.nn.softmax_cross_entropy_with_logits(first, grouped))
+      softmax = tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits(first, grouped))
+      return loss + self.config.engagement_weight * (
+          softmax + self.config.calibration_weight * binary)
     return loss + self.config.engagement_weight * binary
 
 
@@ -277,7 +278,7 @@ def train(fn_args, tft_output: tft.TFTransformOutput, config: RankingConfig,
     train_batches = data.every_nth_row(batches, every, held_out=False)
     valid_ds = data.rebatched(data.every_nth_row(batches, every, held_out=True), 4096,
                               shuffle=False)
-  train_ds = data.rebatched(train_batches, config.batch_size, shuffle=True)
+  train_ds = data.rebatched(train_batches, config.batch_size, shuffle=True, seed=config.seed)
   mean, rating_range = 0.0, None
   if with_rating:
     ratings = data.columns(train_batches, [F.RATING_XF])[F.RATING_XF]
@@ -297,7 +298,7 @@ def train(fn_args, tft_output: tft.TFTransformOutput, config: RankingConfig,
                              config.negative_popularity_share),
       seen_keys=user_ids * item_spec.id_rows + item_ids)
 
-  tf.random.set_seed(42)
+  tf.random.set_seed(config.seed)
   model = RankingModel(user_spec, item_spec, config, mean_rating=mean, with_rating=with_rating,
                        sampler=sampler, rating_range=rating_range)
   report = None

@@ -243,7 +243,7 @@ def train(fn_args, tft_output: tft.TFTransformOutput, config: RetrievalConfig,
   keys = user_spec.keys + item_spec.keys
   batches = data.transformed_batches(fn_args.data_accessor, fn_args.train_files, tft_output,
                                      keys)
-  train_ds = data.rebatched(batches, config.batch_size, shuffle=True)
+  train_ds = data.rebatched(batches, config.batch_size, shuffle=True, seed=config.seed)
   log_prob = item_log_probabilities(tft_output) if config.popularity_correction else None
   catalogue = None
   if config.extra_negatives:
@@ -254,7 +254,7 @@ def train(fn_args, tft_output: tft.TFTransformOutput, config: RetrievalConfig,
   if config.mask_seen:
     pair_users, pair_items = data.id_pairs(batches, user_spec.id_key, item_spec.id_key)
     seen = data.SeenPairs(pair_users * item_spec.id_rows + pair_items, item_spec.id_rows)
-  tf.random.set_seed(42)
+  tf.random.set_seed(config.seed)
   model = TwoTowerModel(user_spec, item_spec, config, log_prob, catalogue, seen)
   report = None
   if base_model:

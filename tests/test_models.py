@@ -380,7 +380,7 @@ def test_softmax_engagement_loss_by_hand():
   only_item_4 = np.array([0, 0, 0, 0, 1.0, 0])
   seen = [users[-1] * ITEMS.id_rows + 4]  # the last row's user has item 4 in train
   config = RankingConfig(embedding_dim=4, hidden_units=(4,), engagement_negatives=3,
-                         engagement_loss='softmax', rating_weight=0.0)
+                         engagement_loss='softmax', rating_weight=0.0, calibration_weight=0.0)
   model = RankingModel(USERS, ITEMS, config, sampler=sampler(only_item_4, seen))
   positive = model(features)[ENGAGEMENT_LOGIT].numpy()
   negative = model(dict(features, item_id_xf=tf.constant([4] * 4, tf.int64),
@@ -389,6 +389,17 @@ def test_softmax_engagement_loss_by_hand():
   rows = -np.log(np.exp(positive) / (np.exp(positive) + 3 * np.exp(negative)))
   rows[users == users[-1]] = 0.0  # only the positive left in its softmax
   np.testing.assert_allclose(float(model.compute_loss(features)), rows.mean(), rtol=1e-4)
+  # The calibration term: the binary cross-entropy of every pair (accidental hits weighted 0)
+  # over all 4 x (1 + 3) pairs, which anchors the logits' level.
+  calibrated = RankingModel(USERS, ITEMS, dataclasses.replace(config, calibration_weight=0.5),
+                            sampler=sampler(only_item_4, seen))
+  calibrated(features)
+  calibrated.set_weights(model.get_weights())
+  hits = users == users[-1]
+  binary = (np.log1p(np.exp(-positive)).sum()
+            + 3 * np.log1p(np.exp(negative))[~hits].sum()) / (4 * 4)
+  np.testing.assert_allclose(float(calibrated.compute_loss(features)),
+                             rows.mean() + 0.5 * binary, rtol=1e-4)
   with pytest.raises(ValueError, match='engagement_loss'):
     RankingModel(USERS, ITEMS, RankingConfig(engagement_loss='pairwise'))
 
