@@ -2,8 +2,9 @@
 
 Keras Adam, given the sparse gradient of an embedding table, still decays the moments of
 every row and moves every row at every step, so a step costs as much as the table: one
-32-wide table, 1,024 ids a batch, 12 ms a step at 100K rows and 125 ms at 1M rows, and a
-training epoch grows as interactions x catalogue (benchmarks/SCALE.md). Lazy Adam keeps a
+32-wide table, 1,024 ids a batch, 14 ms a step at 100K rows and 123 ms at 1M rows (0.8 and
+0.9 ms lazily; `python -m benchmarks.optimizer_step`), and a training epoch grows as
+interactions x catalogue (benchmarks/SCALE.md). Lazy Adam keeps a
 row's moments as of the last batch that looked it up and moves only the looked-up rows, so a
 step costs the same at any catalogue size; dense variables get plain Adam. TF Addons had
 ``LazyAdam`` but is no longer maintained and does not support TF 2.16's Keras optimizers.

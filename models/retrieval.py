@@ -11,7 +11,6 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 import tensorflow_transform as tft
-import tf_keras as keras
 from absl import logging
 
 from models import averaging, data, optimizers, warm_start
