@@ -126,10 +126,12 @@ class RankingModel(tfrs.Model):
     self.config = config
     self.with_rating = with_rating
     self.sampler = sampler
-    self.user_encoder = Encoder(user_spec, config.embedding_dim, config.embedding_l2,
-                                config.lazy_embeddings, config.id_dropout, name='user')
-    self.item_encoder = Encoder(item_spec, config.embedding_dim, config.embedding_l2,
-                                config.lazy_embeddings, config.id_dropout, name='item')
+    self.user_encoder = Encoder(user_spec, config.embedding_dim, table_l2=config.embedding_l2,
+                                lazy=config.lazy_embeddings, id_dropout=config.id_dropout,
+                                name='user')
+    self.item_encoder = Encoder(item_spec, config.embedding_dim, table_l2=config.embedding_l2,
+                                lazy=config.lazy_embeddings, id_dropout=config.id_dropout,
+                                name='item')
     self.user_key, self.item_key = user_spec.id_key, item_spec.id_key
     rows = (user_spec.id_rows, item_spec.id_rows)
     if with_rating:
