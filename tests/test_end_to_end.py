@@ -184,3 +184,21 @@ def test_sweep_reproduces_the_pipelines_retrieval_figures(movielens_run, capsys)
   assert abs(top_100 - pipeline['top_100']) < 0.05
   assert abs(top_100_unseen - pipeline['top_100_unseen']) < 0.05
   assert 0 < top_10 <= top_100 and top_10_unseen <= top_100_unseen
+
+
+def test_sweep_feed_column_reproduces_the_pipelines_feed(movielens_run, capsys):
+  """--feed builds the feed from the variant and the run's other model as FeedModelBuilder
+  does, so the ranking sweep at the run's settings lands near the run's feed figures."""
+  from benchmarks import sweep
+  code, out, _ = movielens_run
+  with open(os.path.join(out, 'metrics.json')) as f:
+    pipeline = json.load(f)
+  args = ['--pipeline-root', os.path.join(out, 'pipeline'), '--stage', 'ranking',
+          '--no-default', '--feed', '--variant', json.dumps({'epochs': 3})]
+  assert sweep.main(args) == 0
+  lines = capsys.readouterr().out.strip().splitlines()
+  header = [c.strip() for c in lines[-3].split('|')]
+  row = dict(zip(header, (c.strip() for c in lines[-1].split('|'))))
+  assert abs(float(row['rmse']) - pipeline['ranking']['rmse']) < 0.05
+  assert abs(float(row['hit_rate_at_10']) - pipeline['feed']['hit_rate_at_10']) < 0.05
+  assert 0 < float(row['ndcg_at_10']) <= 1
