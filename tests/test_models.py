@@ -280,8 +280,8 @@ def test_implicit_ranking_model_has_no_rating_and_ignores_seen_negatives():
   assert sorted(out) == [ENGAGEMENT, ENGAGEMENT_LOGIT]
   positives = tf_keras.losses.BinaryCrossentropy(from_logits=True)(
       tf.ones([4, 1]), out[ENGAGEMENT_LOGIT][:, tf.newaxis])
-  np.testing.assert_allclose(float(model.compute_loss(features)), float(positives) * 4 / 24,
-                             rtol=1e-5)
+  np.testing.assert_allclose(float(model.compute_loss(features)),
+                             config.engagement_weight * float(positives) * 4 / 24, rtol=1e-5)
   # Trained against real negatives, it learns to tell observed pairs from the rest.
   model = RankingModel(USERS, ITEMS, config, with_rating=False,
                        sampler=sampler(seen_keys=pairs))
@@ -388,7 +388,10 @@ def test_softmax_engagement_loss_by_hand():
                    )[ENGAGEMENT_LOGIT].numpy()
   rows = -np.log(np.exp(positive) / (np.exp(positive) + 3 * np.exp(negative)))
   rows[users == users[-1]] = 0.0  # only the positive left in its softmax
-  np.testing.assert_allclose(float(model.compute_loss(features)), rows.mean(), rtol=1e-4)
+  # The engagement loss is weighted (engagement_weight) against the rating loss.
+  weight = config.engagement_weight
+  np.testing.assert_allclose(float(model.compute_loss(features)), weight * rows.mean(),
+                             rtol=1e-4)
   # The calibration term: the binary cross-entropy of every pair (accidental hits weighted 0)
   # over all 4 x (1 + 3) pairs, which anchors the logits' level.
   calibrated = RankingModel(USERS, ITEMS, dataclasses.replace(config, calibration_weight=0.5),
@@ -399,7 +402,7 @@ def test_softmax_engagement_loss_by_hand():
   binary = (np.log1p(np.exp(-positive)).sum()
             + 3 * np.log1p(np.exp(negative))[~hits].sum()) / (4 * 4)
   np.testing.assert_allclose(float(calibrated.compute_loss(features)),
-                             rows.mean() + 0.5 * binary, rtol=1e-4)
+                             weight * (rows.mean() + 0.5 * binary), rtol=1e-4)
   with pytest.raises(ValueError, match='engagement_loss'):
     RankingModel(USERS, ITEMS, RankingConfig(engagement_loss='pairwise'))
 
