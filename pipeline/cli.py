@@ -5,8 +5,9 @@ arguments; the runners pass them to create_pipeline.
 """
 import argparse
 import dataclasses
+import json
 import os
-from typing import List, Tuple
+from typing import Any, Callable, Dict, List, Tuple
 
 from pipeline.configs import GateConfig, IngestConfig, RankingConfig, RetrievalConfig
 
@@ -40,6 +41,12 @@ def add_model_flags(parser: argparse.ArgumentParser) -> None:
                      help='retrieval index; scann needs ScaNN ops wherever the model is served')
   group.add_argument('--segments', type=int, default=0,
                      help='number of user segments (0: chosen by the silhouette score)')
+  group.add_argument('--retrieval-config', type=config_fields(RetrievalConfig), default={},
+                     metavar='JSON', help='any RetrievalConfig field (pipeline/configs.py), '
+                     'e.g. \'{"embedding_l2": 50, "mask_seen": true}\'; wins over the flags above')
+  group.add_argument('--ranking-config', type=config_fields(RankingConfig), default={},
+                     metavar='JSON', help='any RankingConfig field, e.g. '
+                     '\'{"engagement_weight": 2}\'; wins over the flags above')
   gates = parser.add_argument_group('gates (what a model must score to be pushed)')
   gates.add_argument('--min-top-100', type=float, default=g.min_top_100)
   gates.add_argument('--max-top-100-drop', type=float, default=g.max_top_100_drop,
@@ -80,6 +87,40 @@ def add_beam_flags(parser: argparse.ArgumentParser) -> None:
                      '--beam-arg=--project=P (see README for each runner)')
 
 
+def config_fields(cls) -> Callable[[str], Dict[str, Any]]:
+  """An argparse ``type``: a JSON object of ``cls``'s fields, each checked against the type of
+  its default, so a misspelt field or a wrong type stops the run before any work."""
+  defaults = cls()
+  names = [f.name for f in dataclasses.fields(cls)]
+
+  def parse(text: str) -> Dict[str, Any]:
+    try:
+      values = json.loads(text)
+    except json.JSONDecodeError as e:
+      raise argparse.ArgumentTypeError(f'not JSON ({e}): {text!r}') from e
+    if not isinstance(values, dict):
+      raise argparse.ArgumentTypeError(f'expected a JSON object such as {{"epochs": 5}}, '
+                                       f'got {text!r}')
+    out = {}
+    for key, value in values.items():
+      if key not in names:
+        raise argparse.ArgumentTypeError(f'{cls.__name__} has no field {key!r}; its fields: '
+                                         f'{", ".join(names)}')
+      expected = type(getattr(defaults, key))
+      if expected is tuple and isinstance(value, list):
+        value = tuple(value)
+      elif expected is float and type(value) is int:
+        value = float(value)
+      if type(value) is not expected:
+        raise argparse.ArgumentTypeError(f'{cls.__name__}.{key} is {expected.__name__}, got '
+                                         f'{value!r}')
+      out[key] = value
+    return out
+
+  parse.__name__ = f'{cls.__name__} JSON'  # how argparse names the type in its errors
+  return parse
+
+
 def configs_from_args(args: argparse.Namespace) -> Tuple[RetrievalConfig, RankingConfig,
                                                          GateConfig, IngestConfig]:
   retrieval = RetrievalConfig(
@@ -87,9 +128,11 @@ def configs_from_args(args: argparse.Namespace) -> Tuple[RetrievalConfig, Rankin
       temperature=args.temperature, batch_size=args.retrieval_batch_size,
       learning_rate=args.retrieval_learning_rate, ensemble=args.retrieval_ensemble,
       index=args.index)
+  retrieval = dataclasses.replace(retrieval, **getattr(args, 'retrieval_config', {}))
   ranking = RankingConfig(epochs=args.epochs or args.ranking_epochs,
                           batch_size=args.ranking_batch_size,
                           learning_rate=args.ranking_learning_rate)
+  ranking = dataclasses.replace(ranking, **getattr(args, 'ranking_config', {}))
   gates = GateConfig(min_top_100=args.min_top_100, max_top_100_drop=args.max_top_100_drop,
                      max_rmse=args.max_rmse, max_rmse_increase=args.max_rmse_increase,
                      eval_max_users=args.eval_max_users)

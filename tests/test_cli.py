@@ -26,3 +26,31 @@ def test_auto_beam_mode_runs_small_local_inputs_in_memory(tmp_path, monkeypatch)
   assert '--direct_running_mode=multi_processing' in cli.beam_pipeline_args(explicit)
   assert cli.beam_pipeline_args(parse('--beam-runner', 'dataflow', '--beam-arg=--project=p')) \
       == ['--runner=DataflowRunner', '--project=p']
+
+
+def model_args(*argv):
+  parser = argparse.ArgumentParser()
+  cli.add_model_flags(parser)
+  return parser.parse_args(list(argv))
+
+
+def test_config_json_sets_any_field_and_rejects_unknown_ones_and_wrong_types(capsys):
+  import pytest
+  args = model_args('--temperature', '0.3', '--retrieval-config',
+                    '{"embedding_l2": 50, "temperature": 0.25, "hidden_units": [64, 32]}',
+                    '--ranking-config', '{"engagement_weight": 2, "engagement_loss": "binary"}')
+  retrieval, ranking, _, _ = cli.configs_from_args(args)
+  assert retrieval.embedding_l2 == 50.0 and isinstance(retrieval.embedding_l2, float)
+  assert retrieval.temperature == 0.25  # the JSON wins over the named flag
+  assert retrieval.hidden_units == (64, 32)
+  assert ranking.engagement_weight == 2.0 and ranking.engagement_loss == 'binary'
+  defaults = cli.configs_from_args(model_args())
+  assert defaults[0].embedding_l2 == cli.RetrievalConfig().embedding_l2
+  for bad, message in (('{"embeding_l2": 5}', "no field 'embeding_l2'"),
+                       ('{"epochs": 2.5}', 'RetrievalConfig.epochs is int'),
+                       ('{"mask_seen": "yes"}', 'RetrievalConfig.mask_seen is bool'),
+                       ('[1]', 'expected a JSON object'),
+                       ('{epochs: 2}', 'not JSON')):
+    with pytest.raises(SystemExit):
+      model_args('--retrieval-config', bad)
+    assert message in capsys.readouterr().err
