@@ -58,6 +58,14 @@ class _FnArgs:
     self.transform_output = _latest(os.path.join(pipeline_root, 'Transform', 'transform_graph'))
     self.examples = examples
     self.pipeline_root = pipeline_root
+    self._feed_data = None
+
+  def feed_data(self):
+    """The run's catalogue, train pairs and eval triples, read once for every feed row."""
+    if self._feed_data is None:
+      from components.feed_model import executor as feed
+      self._feed_data = feed.read_feed_data([self.examples])
+    return self._feed_data
 
   def model_dir(self, stage: str) -> str:
     """The serving directory of the run's latest model of ``stage``."""
@@ -77,7 +85,7 @@ def feed_metrics(fn_args: _FnArgs, stage: str, serving) -> Dict[str, float]:
     dirs = {stage: variant_dir}
     other = 'ranking' if stage == 'retrieval' else 'retrieval'
     dirs[other] = fn_args.model_dir(other)
-    feed_data = feed.read_feed_data([fn_args.examples])
+    feed_data = fn_args.feed_data()
     feed_dir = os.path.join(tmp, 'feed')
     feed.export_feed_model(dirs['retrieval'], dirs['ranking'], feed_dir, feed_data)
     found = feed.evaluate_feed(feed_dir, feed_data)
@@ -110,8 +118,10 @@ def ranking_metrics(fn_args: _FnArgs, tft_output, variant: Dict[str, Any],
   from models import data, ranking
   from pipeline import features as F
   from pipeline.configs import RankingConfig, config_from_dict
+  from models.feature_store import build_stores
   config = config_from_dict(RankingConfig, variant)
-  model, history, _ = ranking.train(fn_args, tft_output, config)
+  users, items = build_stores(fn_args.train_files, tft_output)  # read once: train and feed
+  model, history, _ = ranking.train(fn_args, tft_output, config, items=items)
   keys = (data.side_spec(tft_output, F.USER_ID, F.USER_PREFIX).keys
           + data.side_spec(tft_output, F.ITEM_ID, F.ITEM_PREFIX).keys + [F.RATING_XF])
   errors = [model(batch)['rating'].numpy().ravel() - batch[F.RATING_XF].numpy().ravel()
@@ -120,8 +130,6 @@ def ranking_metrics(fn_args: _FnArgs, tft_output, variant: Dict[str, Any],
   found = {'rmse': float(np.sqrt(np.mean(np.concatenate(errors) ** 2))),
            'epochs': len(history['loss'])}
   if feed:
-    from models.feature_store import build_stores
-    users, items = build_stores(fn_args.train_files, tft_output)
     serving = ranking.RankingServing(model, tft_output.transform_features_layer(), users, items)
     found.update(feed_metrics(fn_args, 'ranking', serving))
   return found
