@@ -120,3 +120,44 @@ def test_tf_baselines_smoke():
   assert retrieval['top_50'] == 1.0   # 30-item catalogue: everything is inside the top 50
   rmse = baselines.seed_ranking_model(train, eval_, items, epochs=1)['rmse']
   assert np.isfinite(rmse)
+
+
+def test_ceiling_rows_score_the_tower_and_the_time_rule():
+  """benchmarks.ceiling: the two-tower row is the given scores, ranked by the shared rule;
+  the time row pushes down exactly the items first rated after the user's last train time."""
+  from benchmarks import ceiling
+  train, eval_, items = _staircase()
+  # Every train interaction at time 0 but those with i5 (u0..u9), at 100.
+  train = train.assign(timestamp=np.where(train['item_id'] == 'i5', 100, 0))
+  late = ceiling.not_yet_rated(train, baselines._index(train['user_id']),
+                               baselines._catalogue(items), 16)
+  u14 = list(baselines._index(train['user_id'])).index('u14')
+  # For u14 (last active at 0): i5 and the 95 items nobody rated in train.
+  assert late[u14].sum() == 96 and late[u14, 5] and not late[u14, 0]
+  assert not late[-1].any()  # the row of users absent from train: nothing is withheld
+  oracle_items = {'i5', 'i12', 'i50'}
+  def tower(user_ids, item_ids):
+    assert user_ids[-1] not in set(train['user_id'])
+    return np.tile([1.0 if i in oracle_items else 0.0 for i in item_ids], (len(user_ids), 1))
+  rows = ceiling.ceiling_rows(train, eval_, items, tower)
+  # Three items tie at the top, ties count against: every eval item ranks 2nd -> top_10 hits.
+  assert rows['pipeline two-tower']['top_10_unseen'] == 1.0
+  assert rows['EASE λ=500'] == pytest.approx(
+      baselines.ease(train, eval_, items, lam=500.0))
+  # u14's eval item i5 was first rated after u14's last train time: pushed below u14's 13
+  # other unseen items rated by then. u0's i50 (never rated) stays first: all of u0's other
+  # unseen items are pushed down with it.
+  timed = rows["two-tower, items not yet rated at the user's last train time last"]
+  assert timed['top_10_unseen'] == pytest.approx(2 / 3)
+
+
+def test_zscore_and_rp3beta():
+  from benchmarks import ceiling
+  z = ceiling.zscore(np.array([[1.0, 2.0, 3.0], [5.0, 5.0, 5.0]]))
+  assert z[0] == pytest.approx([-1.2247, 0.0, 1.2247], abs=1e-4)
+  assert (z[1] == 0).all()  # a flat row stays flat rather than dividing by zero
+  x = np.array([[1.0, 1.0, 0.0], [0.0, 1.0, 1.0]])
+  w = ceiling.rp3beta_weights(x, beta=0.0)
+  # i0 -> user a (1) -> i1 (1/2): 0.5; i0 never reaches i2; diagonal zero.
+  assert w[0, 1] == pytest.approx(0.5) and w[0, 2] == 0 and w[1, 1] == 0
+  assert ceiling.rp3beta_weights(x, beta=1.0)[0, 1] == pytest.approx(0.25)
