@@ -158,6 +158,16 @@ def main(argv=None) -> int:
                       help="also the hit rate and nDCG of the feed built with the run's model "
                            'of the other stage')
   args = parser.parse_args(argv)
+  from pipeline.cli import config_fields
+  from pipeline.configs import RankingConfig, RetrievalConfig
+  # The runners' check of --retrieval-config / --ranking-config: a misspelt field or a wrong
+  # type stops here, not after the rows before it have trained.
+  check = config_fields(RetrievalConfig if args.stage == 'retrieval' else RankingConfig)
+  try:
+    for text in args.variant:
+      check(text)
+  except argparse.ArgumentTypeError as e:
+    parser.error(f'--variant: {e}')
   import tensorflow_transform as tft
   variants = ([] if args.no_default else [{}]) + [json.loads(v) for v in args.variant]
   fn_args = _FnArgs(args.pipeline_root)

@@ -1,6 +1,8 @@
 """Runner flags -> Beam arguments (no pipeline run)."""
 import argparse
 
+import pytest
+
 from pipeline import cli
 
 
@@ -54,3 +56,12 @@ def test_config_json_sets_any_field_and_rejects_unknown_ones_and_wrong_types(cap
     with pytest.raises(SystemExit):
       model_args('--retrieval-config', bad)
     assert message in capsys.readouterr().err
+
+
+def test_sweep_rejects_a_misspelt_variant_before_training(capsys):
+  """benchmarks/sweep.py checks --variant as the runners check --ranking-config."""
+  from benchmarks import sweep
+  with pytest.raises(SystemExit):
+    sweep.main(['--pipeline-root', '/nonexistent', '--stage', 'ranking',
+                '--variant', '{"epochs": 3}', '--variant', '{"engagment_weight": 2}'])
+  assert "RankingConfig has no field 'engagment_weight'" in capsys.readouterr().err
