@@ -4,10 +4,16 @@
 
 OUT receives the pipeline root, the ML Metadata store, serving/ (the pushed models) and
 metrics.json; the run ends with a short summary and exits non-zero when it failed.
+
+Everything stays on this machine: the data, the output and the schema are local paths, and
+Beam runs here (DirectRunner). URLs (gs://, s3://...) and remote Beam runners are refused
+before anything is created; kubeflow_v2_runner.py runs the same pipeline on object stores and
+Dataflow/Flink/Spark.
 """
 import argparse
 import logging
 import os
+import re
 import sys
 import time
 import warnings
@@ -19,6 +25,26 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_DATA_DIR = os.path.join(HERE, 'data', 'movielens-100k')
 DEFAULT_OUTPUT_DIR = os.path.join(HERE, 'out')
+URL = re.compile(r'^[A-Za-z][A-Za-z0-9+.-]*://')
+
+
+def refusal(args: argparse.Namespace):
+  """Why this runner cannot run these arguments (one line), or None.
+
+  The local runner keeps the pipeline root and the metadata on this machine's disk and turns
+  paths into absolute local paths: a gs://bucket/dir would become ./gs:/bucket/dir, and remote
+  Beam workers (Dataflow, Flink, Spark) would write the artifacts to their own disks.
+  """
+  for flag, value in (('--data-dir', args.data_dir), ('--output-dir', args.output_dir),
+                      ('--schema', args.schema)):
+    if value and URL.match(value):
+      return (f'{flag} {value}: the local runner needs local folders and files; use '
+              'kubeflow_v2_runner.py for object stores (gs://, s3://...)')
+  if args.beam_runner != 'direct':
+    return (f'--beam-runner {args.beam_runner}: the local runner keeps its artifacts on this '
+            f'machine\'s disk, which {args.beam_runner} workers cannot see; use '
+            'kubeflow_v2_runner.py for Dataflow, Flink or Spark')
+  return None
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -40,11 +66,19 @@ def parse_args(argv=None) -> argparse.Namespace:
   cli.add_model_flags(parser)
   cli.add_retraining_flags(parser)
   cli.add_beam_flags(parser)
+  for action in parser._actions:  # pylint: disable=protected-access; the shared flag's help
+    if '--beam-runner' in action.option_strings:
+      action.help = ('only direct here; dataflow, flink and spark through '
+                     'kubeflow_v2_runner.py')
   return parser.parse_args(argv)
 
 
 def main(argv=None) -> int:
   args = parse_args(argv)
+  refused = refusal(args)
+  if refused:
+    print(f'error: {refused}', file=sys.stderr)
+    return 2
   warnings.filterwarnings('ignore', category=FutureWarning)
   warnings.filterwarnings('ignore', category=DeprecationWarning)
   from pipeline import cli, report, run_summary
