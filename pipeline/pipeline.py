@@ -135,6 +135,7 @@ def create_pipeline(
     feed_candidates: int = 100,
     warm_start: bool = True,
     schema_path: Optional[str] = None,
+    vertex_training: Optional[dict] = None,
 ) -> tfx.dsl.Pipeline:
   """The recommender pipeline; see the module docstring for its stages.
 
@@ -178,7 +179,23 @@ def create_pipeline(
   ranking_baseline = _latest_blessed('LatestBlessedRankingModel', RANKING_EVALUATOR)
 
   def trainer(run_fn: str, component_id: str, custom: dict, baseline) -> tfx.components.Trainer:
-    return tfx.components.Trainer(
+    # ``vertex_training`` ({'project', 'region', 'job_spec': a Vertex AI CustomJobSpec}, from
+    # kubeflow_v2_runner.py): the Trainer runs as a Vertex AI Training custom job through
+    # TFX's Vertex extension, on the job spec's machine; the run_fn and its custom_config
+    # keys are the same.
+    config = dict(custom, code=trainer_code)
+    component = tfx.components.Trainer
+    if vertex_training:
+      from tfx.extensions.google_cloud_ai_platform import constants as vertex
+      from tfx.extensions.google_cloud_ai_platform.trainer import executor as vertex_trainer
+      component = tfx.extensions.google_cloud_ai_platform.Trainer
+      config.update({
+          vertex.ENABLE_VERTEX_KEY: True,
+          vertex.VERTEX_REGION_KEY: vertex_training['region'],
+          vertex_trainer.TRAINING_ARGS_KEY: {'project': vertex_training['project'],
+                                             'job_spec': vertex_training['job_spec']},
+      })
+    return component(
         run_fn=run_fn,
         examples=example_gen.outputs['examples'],
         transform_graph=transform.outputs['transform_graph'],
@@ -187,7 +204,7 @@ def create_pipeline(
         base_model=baseline.outputs['model'] if warm_start else None,
         train_args=tfx.proto.TrainArgs(splits=[F.TRAIN]),
         eval_args=tfx.proto.EvalArgs(splits=[F.EVAL]),
-        custom_config=dict(custom, code=trainer_code),
+        custom_config=config,
     ).with_id(component_id)
 
   retrieval_trainer = trainer(RETRIEVAL_RUN_FN, RETRIEVAL_TRAINER,

@@ -1,9 +1,12 @@
 """kubeflow_v2_runner.py compiles create_pipeline(...) to a valid Vertex AI PipelineJob.
 
-Two compilations (no training, no cloud): a local data folder whose layout is read from disk,
-and a gs:// data folder whose layout comes from the flags, compiled with every read of a gs://
-path failing. The JSON is parsed strictly into the KFP IR protos.
+Three compilations (no training, no cloud): a local data folder whose layout is read from
+disk, a gs:// data folder whose layout comes from the flags, compiled with every read of a
+gs:// path failing, and one with the Trainers on Vertex AI Training and --submit --schedule
+going to a fake google.cloud.aiplatform that records its calls. The JSON is parsed strictly
+into the KFP IR protos.
 """
+import argparse
 import contextlib
 import io
 import json
@@ -46,7 +49,38 @@ def _no_gcs(real):
   return guarded
 
 
-def _compile(tmp_path_factory, name, flags):
+class FakeAiplatform:
+  """google.cloud.aiplatform's init/PipelineJob as far as the runner uses them; records calls."""
+
+  def __init__(self, raises=None):
+    self.calls, self.raises = [], raises
+    fake = self
+
+    class PipelineJob:
+      resource_name = 'projects/p/locations/r/pipelineJobs/job-1'
+
+      def __init__(self, **kwargs):
+        fake.record('PipelineJob', **kwargs)
+
+      def submit(self, **kwargs):
+        fake.record('submit', **kwargs)
+
+      def create_schedule(self, **kwargs):
+        fake.record('create_schedule', **kwargs)
+        return argparse.Namespace(resource_name='projects/p/locations/r/schedules/s-1')
+
+    self.PipelineJob = PipelineJob  # pylint: disable=invalid-name
+
+  def record(self, name, **kwargs):
+    if self.raises is not None:
+      raise self.raises
+    self.calls.append((name, kwargs))
+
+  def init(self, **kwargs):
+    self.record('init', **kwargs)
+
+
+def _compile(tmp_path_factory, name, flags, **main_kwargs):
   """Compiles with the runner's own main(); returns (job dict, printed path, argv)."""
   output = str(tmp_path_factory.mktemp(name) / 'pipeline.json')
   argv = ['--image', IMAGE, '--pipeline-root', ROOT, '--output', output] + flags
@@ -57,7 +91,7 @@ def _compile(tmp_path_factory, name, flags):
       for fn in names:
         mp.setattr(module, fn, _no_gcs(getattr(module, fn)))
     with contextlib.redirect_stdout(stdout):
-      assert kubeflow_v2_runner.main(argv) == 0
+      assert kubeflow_v2_runner.main(argv, **main_kwargs) == 0
   with open(output) as f:
     return json.load(f), stdout.getvalue(), argv
 
@@ -70,6 +104,22 @@ def local_job(tmp_path_factory):
 @pytest.fixture(scope='module')
 def gcs_job(tmp_path_factory):
   return _compile(tmp_path_factory, 'gcs', GCS_FLAGS)
+
+
+SA = 'runner@proj.iam.gserviceaccount.com'
+CRON = 'TZ=Europe/Madrid 15 3 * * *'
+VERTEX_FLAGS = ['--data-dir', 'gs://bucket/data', '--spans',
+                '--trainer-machine-type', 'n1-standard-8',
+                '--trainer-accelerator-type', 'NVIDIA_TESLA_T4', '--trainer-accelerator-count', '2',
+                '--submit', '--project', 'proj', '--region', 'europe-west4',
+                '--service-account', SA, '--schedule', CRON]
+
+
+@pytest.fixture(scope='module')
+def vertex_job(tmp_path_factory):
+  """Trainers on Vertex AI Training, and a schedule created through the fake client."""
+  fake = FakeAiplatform()
+  return _compile(tmp_path_factory, 'vertex', VERTEX_FLAGS, aiplatform_module=fake), fake
 
 
 @pytest.fixture(params=['local', 'gcs'])
@@ -268,3 +318,165 @@ def test_spans_with_shared_tables_are_refused_for_v2(tmp_path, capsys):
           '--data-dir', str(tmp_path)]
   assert kubeflow_v2_runner.main(argv) == 2
   assert 'every span folder needs its own items.csv' in capsys.readouterr().err
+
+
+# --- trainers on Vertex AI Training ----------------------------------------------------------
+
+VERTEX_TRAINER_EXECUTOR = 'tfx.extensions.google_cloud_ai_platform.trainer.executor.GenericExecutor'
+PLAIN_TRAINER_EXECUTOR = 'tfx.components.trainer.executor.GenericExecutor'
+
+
+def _executor_class(job_dict, task_name):
+  args = _executor(job_dict, task_name)['container']['args']
+  return args[args.index('--executor_class_path') + 1]
+
+
+def test_trainers_run_on_the_requested_vertex_machine(vertex_job):
+  (job_dict, _, _), _ = vertex_job
+  _spec(job_dict)
+  for trainer, kind in ((P.RETRIEVAL_TRAINER, 'retrieval'), (P.RANKING_TRAINER, 'ranking')):
+    assert _executor_class(job_dict, trainer) == VERTEX_TRAINER_EXECUTOR
+    # The step itself still runs in the image (it launches the custom job from there).
+    assert _executor(job_dict, trainer)['container']['image'] == IMAGE
+    config = json.loads(_param(_tasks(job_dict)[trainer], 'custom_config'))
+    assert config['ai_platform_enable_vertex'] is True
+    assert config['ai_platform_vertex_region'] == 'europe-west4'
+    args = config['ai_platform_training_args']
+    assert args['project'] == 'proj'
+    assert args['job_spec'] == {
+        'worker_pool_specs': [{
+            'machine_spec': {'machine_type': 'n1-standard-8',
+                             'accelerator_type': 'NVIDIA_TESLA_T4', 'accelerator_count': 2},
+            'replica_count': 1,
+            'container_spec': {'image_uri': IMAGE}}],
+        'service_account': SA}
+    # The run_fn's own keys are unchanged.
+    assert kind in config and len(config['code']) == 16
+    assert 'models.' in _param(_tasks(job_dict)[trainer], 'run_fn')
+
+
+def test_trainers_are_plain_without_the_flags(job):
+  job_dict, _, _ = job
+  for trainer in (P.RETRIEVAL_TRAINER, P.RANKING_TRAINER):
+    assert _executor_class(job_dict, trainer) == PLAIN_TRAINER_EXECUTOR
+    config = json.loads(_param(_tasks(job_dict)[trainer], 'custom_config'))
+    assert not [k for k in config if k.startswith('ai_platform')]
+
+
+@pytest.mark.parametrize('flags,message', [
+    (['--trainer-accelerator-type', 'NVIDIA_TESLA_T4'], 'need --trainer-machine-type'),
+    (['--trainer-machine-type', 'n1-standard-8'], '--trainer-machine-type needs --project'),
+    (['--trainer-machine-type', 'n1-standard-8', '--project', 'p', '--region', 'r',
+      '--trainer-accelerator-type', 'NVIDIA_TESLA_T5'], 'not a Vertex AI accelerator type'),
+    (['--trainer-machine-type', 'n1-standard-8', '--project', 'p', '--region', 'r',
+      '--trainer-accelerator-count', '1'], 'needs --trainer-accelerator-type'),
+])
+def test_bad_trainer_flags_are_usage_errors(capsys, flags, message):
+  with pytest.raises(SystemExit) as exit_info:
+    kubeflow_v2_runner.parse_args(['--image', IMAGE, '--pipeline-root', ROOT,
+                                   '--output', 'p.json'] + flags)
+  assert exit_info.value.code == 2
+  assert message in capsys.readouterr().err.strip().splitlines()[-1]
+
+
+# --- submission and schedules (a fake google.cloud.aiplatform) -------------------------------
+
+def test_schedule_is_created_for_the_compiled_file(vertex_job):
+  (job_dict, printed, argv), fake = vertex_job
+  output = argv[argv.index('--output') + 1]
+  assert [name for name, _ in fake.calls] == ['init', 'PipelineJob', 'create_schedule']
+  assert fake.calls[0][1] == {'project': 'proj', 'location': 'europe-west4'}
+  assert fake.calls[1][1] == {'display_name': PIPELINE_NAME, 'template_path': output,
+                              'pipeline_root': ROOT}
+  assert fake.calls[2][1] == {'cron': CRON, 'display_name': f'{PIPELINE_NAME}-schedule',
+                              'max_concurrent_run_count': 1, 'service_account': SA}
+  assert printed.strip().splitlines() == [
+      output, f'Scheduled ({CRON}): projects/p/locations/r/schedules/s-1']
+  # Compiled with --spans: every scheduled run reads the newest span (no range_config).
+  gen = _tasks(job_dict)[P.EXAMPLE_GEN]
+  assert 'range_config' not in gen['inputs']['parameters']
+  assert '{SPAN}' in _param(gen, 'input_config')
+
+
+def _args(tmp_path, *flags):
+  return kubeflow_v2_runner.parse_args(['--image', IMAGE, '--pipeline-root', ROOT,
+                                        '--output', str(tmp_path / 'p.json'),
+                                        '--submit', '--project', 'proj', '--region', 'r',
+                                        *flags])
+
+
+def test_submit_without_schedule_submits_one_run(tmp_path, capsys):
+  fake = FakeAiplatform()
+  assert kubeflow_v2_runner.submit(_args(tmp_path), 'p.json', aiplatform_module=fake) == 0
+  assert [name for name, _ in fake.calls] == ['init', 'PipelineJob', 'submit']
+  assert fake.calls[2][1] == {'service_account': None}
+  assert capsys.readouterr().out == 'Submitted: projects/p/locations/r/pipelineJobs/job-1\n'
+
+
+def test_missing_credentials_are_one_line_and_nothing_submitted(tmp_path, capsys):
+  from google.auth import exceptions as auth_exceptions
+  fake = FakeAiplatform(raises=auth_exceptions.DefaultCredentialsError(
+      'Your default credentials were not found.\nTo set up Application Default Credentials, '
+      'see https://cloud.google.com/docs/authentication/external/set-up-adc'))
+  args = _args(tmp_path, '--schedule', '0 3 * * *')
+  assert kubeflow_v2_runner.submit(args, 'p.json', aiplatform_module=fake) == 1
+  assert fake.calls == []
+  captured = capsys.readouterr()
+  assert captured.out == ''
+  assert captured.err == ('error: no Google Cloud credentials to submit with (run `gcloud auth '
+                          'application-default login` or set GOOGLE_APPLICATION_CREDENTIALS): '
+                          'Your default credentials were not found.\n')
+
+
+@pytest.mark.parametrize('cron,reason', [
+    ('0 3 * *', 'expected 5 fields'),
+    ('0 3 * * * *', 'expected 5 fields'),
+    ('60 3 * * *', 'minute 60 is outside 0-59'),
+    ('0 24 * * *', 'hour 24 is outside 0-23'),
+    ('0 3 0 * *', 'day of month 0 is outside 1-31'),
+    ('0 3 * 13 *', 'month 13 is outside 1-12'),
+    ('0 3 * * 8', 'day of week 8 is outside 0-7'),
+    ('0 3 * FOO *', "month 'FOO' is not a number or JAN-DEC"),
+    ('*/0 3 * * *', "minute step '0'"),
+    ('*/61 * * * *', "minute step '61'"),
+    ('5/10 * * * *', 'needs a range or *'),
+    ('0 5-2 * * *', "hour range '5-2' runs backwards"),
+    ('0 1,,2 * * *', 'empty item'),
+    ('TZ=Mars/Olympus 0 3 * * *', "unknown time zone 'Mars/Olympus'"),
+    ('@daily', 'expected 5 fields'),
+])
+def test_bad_cron_is_one_usage_line_and_nothing_is_called(tmp_path, capsys, cron, reason):
+  fake = FakeAiplatform()
+  output = tmp_path / 'p.json'
+  with pytest.raises(SystemExit) as exit_info:
+    kubeflow_v2_runner.main(['--image', IMAGE, '--pipeline-root', ROOT, '--output', str(output),
+                             '--submit', '--project', 'p', '--region', 'r', '--schedule', cron],
+                            aiplatform_module=fake)
+  assert exit_info.value.code == 2
+  last = capsys.readouterr().err.strip().splitlines()[-1]
+  assert f'error: argument --schedule: {cron!r} is not a cron schedule: ' in last
+  assert reason in last
+  assert fake.calls == [] and not output.exists()
+
+
+@pytest.mark.parametrize('cron', [
+    '0 3 * * *', '15 3 * * *', '*/15 * * * *', '0 0-23/2 * * *', '0 9 1,15 * MON-FRI',
+    '30 2 * JAN,jul sun', '0 3 * * 7', 'TZ=Europe/Madrid 0 3 * * *',
+    'CRON_TZ=America/New_York 1 * * * *', '0-59/5 * 1-31 1-12 0-6',
+])
+def test_cron_schedules_vertex_accepts(cron):
+  assert kubeflow_v2_runner.check_cron(cron) == cron
+
+
+def test_schedule_without_submit_and_submit_without_region_are_usage_errors(capsys):
+  base = ['--image', IMAGE, '--pipeline-root', ROOT, '--output', 'p.json']
+  with pytest.raises(SystemExit) as exit_info:
+    kubeflow_v2_runner.parse_args(base + ['--schedule', '0 3 * * *'])
+  assert exit_info.value.code == 2
+  assert capsys.readouterr().err.strip().splitlines()[-1].endswith(
+      'error: --schedule needs --submit (with --project and --region)')
+  with pytest.raises(SystemExit) as exit_info:
+    kubeflow_v2_runner.parse_args(base + ['--submit', '--region', 'r', '--schedule', '0 3 * * *'])
+  assert exit_info.value.code == 2
+  assert capsys.readouterr().err.strip().splitlines()[-1].endswith(
+      'error: --submit needs --project and --region')
