@@ -220,7 +220,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 def _accelerator_types():
   """AcceleratorType names of the installed Vertex AI client, or None without it."""
   try:
-    from google.cloud.aiplatform_v1.types import AcceleratorType  # pylint: disable=import-outside-toplevel
+    from google.cloud.aiplatform_v1.types import AcceleratorType
   except ImportError:
     return None
   return [a.name for a in AcceleratorType if a.name != 'ACCELERATOR_TYPE_UNSPECIFIED']

@@ -1,1 +1,1 @@
-"""A Pusher executor whose new versions appear all at once, or not at all."""
+"""Model and segment publishing whose new versions are never half loaded (publisher.py)."""

@@ -1,17 +1,18 @@
-"""Pusher executor that publishes a model version atomically.
+"""Pusher executor that publishes a model version whole (components/atomic_pusher/publisher.py).
 
 TFX's filesystem Pusher copies files straight into ``<base>/<version>/``: a push that fails
 half-way (a full disk, a killed process) leaves a partial version that TF Serving, which picks
-the highest numeric folder, would try to load. Here the copy goes to a hidden temporary folder
-beside the versions (TF Serving ignores non-numeric names) and is renamed into place only when
-complete; a failure removes the temporary folder and leaves the previous versions untouched.
-Versions are Unix timestamps, bumped past the newest existing one so they always increase.
+the highest numeric folder, would try to load. Here the publisher stages the copy in a hidden
+folder beside the versions (TF Serving ignores non-numeric names): on a local disk it is
+renamed into place only when complete (atomic); on an object store (gs://, s3://) it is copied
+into the numeric folder with saved_model.pb last, so that an early poll fails to load and
+retries rather than loading half a model. A failure removes what it wrote and leaves the
+previous versions untouched. Versions are Unix timestamps, bumped past the newest existing
+one so they always increase.
 """
 import os
-import time
 from typing import Any, Dict, List
 
-import tensorflow as tf
 from absl import logging
 from tfx import types
 from tfx.components.pusher import executor as pusher_executor
@@ -19,31 +20,19 @@ from tfx.proto import pusher_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import io_utils, proto_utils
 
-TEMP_PREFIX = '.incoming-'
+from components.atomic_pusher import publisher
+
+TEMP_PREFIX = publisher.STAGING_PREFIX
 
 
 def next_version(base_directory: str) -> str:
   """A Unix-time version greater than every numeric version already in ``base_directory``."""
-  existing = [int(v) for v in (tf.io.gfile.listdir(base_directory)
-                               if tf.io.gfile.isdir(base_directory) else [])
-              if v.strip('/').isdigit()]
-  return str(max([int(time.time())] + [v + 1 for v in existing]))
+  return str(publisher.next_version(base_directory))
 
 
 def publish(model_path: str, base_directory: str) -> str:
-  """Copies a SavedModel folder to ``base_directory/<new version>`` atomically; returns it."""
-  tf.io.gfile.makedirs(base_directory)
-  version = next_version(base_directory)
-  temp = os.path.join(base_directory, TEMP_PREFIX + version)
-  final = os.path.join(base_directory, version)
-  try:
-    io_utils.copy_dir(model_path, temp)
-    tf.io.gfile.rename(temp, final, overwrite=False)
-  except BaseException:
-    if tf.io.gfile.exists(temp):
-      tf.io.gfile.rmtree(temp)
-    raise
-  return final
+  """Publishes the SavedModel folder as ``base_directory/<new version>``; returns its path."""
+  return publisher.publish_dir(model_path, base_directory, last=(publisher.SAVED_MODEL_PB,))
 
 
 class Executor(pusher_executor.Executor):

@@ -12,9 +12,6 @@ import csv
 import io
 import json
 import os
-import shutil
-import tempfile
-import time
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -28,6 +25,7 @@ from tfx.types import artifact_utils
 from tfx.utils import io_utils
 from tfx.utils import path_utils
 
+from components.atomic_pusher import publisher
 from models import data
 from pipeline import features as F
 
@@ -221,34 +219,13 @@ def segments_csv(user_ids: Sequence[str], labels: Sequence[int]) -> str:
 def publish(push_dir: str, files: Dict[str, str], now: Optional[float] = None) -> str:
   """Writes ``files`` into push_dir/<version>/ so that no reader sees a partial version.
 
-  The files go to a hidden temp dir beside the versions and are renamed into place (atomic
-  on one filesystem). version = int(time), raised above any existing version so the newest
+  The models' publisher (components/atomic_pusher/publisher.py), through tf.io.gfile, so
+  push_dir may be local or gs://: on a local disk the files go to a hidden folder renamed
+  into place (atomic); on an object store they are copied into the version folder with
+  segments.json last. version = int(time), raised above any existing version so the newest
   publication is always the highest number, even with clock skew. Returns the version dir.
   """
-  os.makedirs(push_dir, exist_ok=True)
-  tmp = tempfile.mkdtemp(prefix='.tmp-', dir=push_dir)
-  try:
-    for name, text in files.items():
-      with open(os.path.join(tmp, name), 'w', encoding='utf-8') as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.chmod(tmp, 0o755)  # mkdtemp makes it private; readers may run as another user
-    existing = [int(v) for v in os.listdir(push_dir) if v.isdigit()]
-    version = max([int(time.time() if now is None else now)] + [v + 1 for v in existing])
-    while True:
-      target = os.path.join(push_dir, str(version))
-      if not os.path.exists(target):
-        try:
-          os.rename(tmp, target)
-          return target
-        except OSError:
-          if not os.path.exists(target):
-            raise
-      version += 1  # taken, possibly by a concurrent publisher
-  except BaseException:
-    shutil.rmtree(tmp, ignore_errors=True)
-    raise
+  return publisher.publish_files(files, push_dir, last=(SEGMENTS_JSON,), now=now)
 
 
 # --- the executor -------------------------------------------------------------------------
