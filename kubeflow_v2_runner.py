@@ -195,11 +195,11 @@ def parse_args(argv=None) -> argparse.Namespace:
       'trainers on Vertex AI Training (TFX\'s Vertex extension; needs --project and --region)')
   training.add_argument('--trainer-machine-type', default=None, metavar='TYPE',
                         help='run both Trainers as Vertex AI custom jobs on this machine type, '
-                        'e.g. n1-standard-8 (default: in the pipeline step itself)')
+                        'e.g. n1-standard-8; without it they run in their pipeline step')
   training.add_argument('--trainer-accelerator-type', default=None, metavar='TYPE',
                         help='accelerator of each Trainer\'s machine, e.g. NVIDIA_TESLA_T4')
   training.add_argument('--trainer-accelerator-count', type=int, default=None, metavar='N',
-                        help='accelerators per Trainer machine (default 1 with a type)')
+                        help='accelerators per Trainer machine; 1 when only a type is given')
   args = parser.parse_args(argv)
   if args.schedule and not args.submit:
     parser.error('--schedule needs --submit (with --project and --region)')

@@ -45,7 +45,8 @@ The guarantees, by store:
 - Segments follow the same rules with ``segments.json`` as the last file: on an object store
   a reader should take the highest version that has ``segments.json``.
 
-Errors of any store are raised as OSError.
+Errors of any store are raised as OSError. (``s3://`` through tf.io.gfile needs
+tensorflow-io's file systems; ``gs://`` is built into TensorFlow.)
 """
 import os
 import re
