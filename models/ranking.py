@@ -25,6 +25,7 @@ from absl import logging
 
 from models import data, optimizers, warm_start
 from models.feature_store import FeatureStore, build_stores, item_features
+from models.history import training_callbacks
 from models.towers import Encoder, mlp, table_penalty
 from models.warmup import write_warmup_requests
 from pipeline import features as F
@@ -308,7 +309,7 @@ def train(fn_args, tft_output: tft.TFTransformOutput, config: RankingConfig,
     model(next(iter(train_ds)))  # creates the variables
     report = warm_start.restore(model, model.row_vocabularies(), tft_output, base_model)
   model.compile(optimizer=optimizers.adam(config.learning_rate, config.lazy_embeddings))
-  callbacks = []
+  callbacks = training_callbacks(fn_args)
   if valid_ds is not None:
     monitor = ('val_root_mean_squared_error', 'min') if with_rating else ('val_auc', 'max')
     callbacks.append(keras.callbacks.EarlyStopping(

@@ -15,6 +15,7 @@ from absl import logging
 
 from models import averaging, data, optimizers, warm_start
 from models.feature_store import FeatureStore, build_stores, item_features
+from models.history import training_callbacks
 from models.index import make_index
 from models.towers import Tower, member_outputs, members_of, towers
 from models.warmup import write_warmup_requests
@@ -261,7 +262,7 @@ def train(fn_args, tft_output: tft.TFTransformOutput, config: RetrievalConfig,
     report = warm_start.restore(model, model.row_vocabularies(), tft_output, base_model)
   model.compile(optimizer=optimizers.adam(config.learning_rate, config.lazy_embeddings))
   callbacks = ([averaging.WeightAveraging(config.weight_averaging)]
-               if config.weight_averaging else [])
+               if config.weight_averaging else []) + training_callbacks(fn_args)
   history = model.fit(train_ds, epochs=config.epochs, callbacks=callbacks, verbose=2)
   return model, {k: [float(v) for v in vals] for k, vals in history.history.items()}, report
 
