@@ -63,10 +63,11 @@ class _ProgressWatcher(threading.Thread):
   (TensorFlow, Beam) reconfigure Python logging, so log records are not a reliable signal.
   """
 
-  def __init__(self, metadata_path: str, started: float, stream, interval: float = 2.0):
+  def __init__(self, metadata_path: str, started: float, stream, interval: float = 2.0,
+               log_handler: Optional[logging.Handler] = None):
     super().__init__(daemon=True)
     self.metadata_path, self.started, self.stream = metadata_path, started, stream
-    self.interval = interval
+    self.interval, self.log_handler = interval, log_handler
     self.done = threading.Event()
     self.states: Dict[str, str] = {}
 
@@ -76,6 +77,9 @@ class _ProgressWatcher(threading.Thread):
     self.poll()
 
   def poll(self) -> None:
+    root = logging.getLogger()
+    if self.log_handler is not None and self.log_handler not in root.handlers:
+      root.addHandler(self.log_handler)  # a library replaced the root's handlers
     try:
       nodes = read_run(self.metadata_path) if os.path.exists(self.metadata_path) else {}
     except Exception:  # pylint: disable=broad-except; the store may be busy: next poll
@@ -88,17 +92,41 @@ class _ProgressWatcher(threading.Thread):
             flush=True)
 
 
+class _NotFrom(logging.Filter):
+  """Drops the records of one thread (the watcher's own metadata-store connection lines)."""
+
+  def __init__(self, thread: threading.Thread):
+    super().__init__()
+    self.thread = thread
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    return record.thread != self.thread.ident
+
+
 @contextlib.contextmanager
 def progress_printer(log_path: str, metadata_path: str, stream=None):
-  """Prints component progress to ``stream``; the full log goes to ``log_path``."""
+  """Prints component progress to ``stream``; every log record goes to ``log_path``, in order.
+
+  Two things inside a run would otherwise cut absl's INFO lines (component starts, evaluator
+  reasons, pushes) out of the file. absl's verbosity flag keeps its default (WARNING) until
+  someone sets it, and TensorFlow's SavedModel export reads it and sets it back, which pins
+  the 'absl' logger at WARNING from the Transform's first export on; so the verbosity is set
+  to INFO for the run. And a library may replace the root logger's handlers; the watcher puts
+  the file handler back on each poll. Both are restored afterwards.
+  """
+  from absl import logging as absl_logging
   root = logging.getLogger()
-  os.makedirs(os.path.dirname(log_path), exist_ok=True)
+  os.makedirs(os.path.dirname(log_path) or '.', exist_ok=True)
   file_handler = logging.FileHandler(log_path, mode='w')
   file_handler.setFormatter(logging.Formatter('%(asctime)s %(levelname)s %(name)s %(message)s'))
-  saved = (root.level, list(root.handlers))
+  saved = (root.level, list(root.handlers), absl_logging.get_verbosity(),
+           absl_logging.get_absl_logger().level)
   root.handlers = [file_handler]
   root.setLevel(logging.INFO)
-  watcher = _ProgressWatcher(metadata_path, time.time() - 1, stream or sys.stdout)
+  absl_logging.set_verbosity(absl_logging.INFO)
+  watcher = _ProgressWatcher(metadata_path, time.time() - 1, stream or sys.stdout,
+                             log_handler=file_handler)
+  file_handler.addFilter(_NotFrom(watcher))
   watcher.start()
   try:
     yield
@@ -107,6 +135,8 @@ def progress_printer(log_path: str, metadata_path: str, stream=None):
     watcher.join()
     root.handlers = saved[1]
     root.setLevel(saved[0])
+    absl_logging.set_verbosity(saved[2])
+    absl_logging.get_absl_logger().setLevel(saved[3])
     file_handler.close()
 
 
