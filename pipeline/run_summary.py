@@ -6,6 +6,7 @@ store to write metrics.json and print a short summary.
 """
 import contextlib
 import dataclasses
+import glob
 import json
 import logging
 import os
@@ -13,7 +14,7 @@ import re
 import sys
 import threading
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata import errors
@@ -310,21 +311,48 @@ def _warm_start(nodes, metadata_path: str) -> Dict[str, Any]:
   return out
 
 
-def summarize(paths: OutputPaths, started: float, error: Optional[BaseException],
-              span: Optional[int] = None) -> Dict[str, Any]:
-  """The run's metrics.json content (also written to disk); ``span``: the span read, if any."""
-  nodes = read_run(paths.metadata_path) if os.path.exists(paths.metadata_path) else {}
-  retrieval, ranking = _retrieval_metrics(nodes), _ranking_metrics(nodes)
+def build_summary(paths: OutputPaths, started: Optional[float] = None,
+                  error: Optional[BaseException] = None, span: Optional[int] = None,
+                  nodes: Optional[Dict[str, Dict[str, Any]]] = None,
+                  problems: Optional[List[str]] = None) -> Dict[str, Any]:
+  """The run summary (metrics.json's content) of the latest run in the store.
+
+  Args:
+    started: when the run started (for its wall time); None when summarising afterwards,
+      in which case a FAILED component marks the run failed.
+    error: the exception the run ended with, if any.
+    span: the span the run read, if any.
+    nodes: ``read_run``'s result, when the caller already has it.
+    problems: when given, a part that cannot be read is left empty and the reason appended
+      here (the report shows what it can); otherwise the error propagates.
+  """
+  if nodes is None:
+    nodes = read_run(paths.metadata_path) if os.path.exists(paths.metadata_path) else {}
+
+  def read(what: str, reader, default):
+    if problems is None:
+      return reader()
+    try:
+      return reader()
+    except Exception as e:  # pylint: disable=broad-except; recorded, shown by the report
+      problems.append(f'could not read the {what}: {e}')
+      return default
+
+  retrieval = read('retrieval evaluation', lambda: _retrieval_metrics(nodes), {})
+  ranking = read('ranking evaluation', lambda: _ranking_metrics(nodes), {})
   pushes = {'retrieval': _pushed(nodes, P.RETRIEVAL_PUSHER),
             'ranking': _pushed(nodes, P.RANKING_PUSHER),
             'feed': _pushed(nodes, P.FEED_PUSHER)}
-  feed = _feed_metrics(nodes)
+  feed = read('feed evaluation', lambda: _feed_metrics(nodes), {})
   segments = _output(nodes, P.USER_SEGMENTER, 'segments')
+  states = {v['state'] for v in nodes.values()}
+  failed = error is not None or (started is None and 'FAILED' in states)
   summary: Dict[str, Any] = {
-      'status': 'failed' if error else 'succeeded',
+      'status': 'failed' if failed else 'succeeded' if nodes or started else 'unknown',
       'run_id': next(iter(nodes.values()))['run_id'] if nodes else None,
       'span': span,
-      'warm_start': _warm_start(nodes, paths.metadata_path) if nodes else {},
+      'warm_start': (read('warm start reports', lambda: _warm_start(nodes, paths.metadata_path),
+                          {}) if nodes else {}),
       'retrieval': retrieval,
       'ranking': ranking,
       'feed': feed,
@@ -336,15 +364,255 @@ def summarize(paths: OutputPaths, started: float, error: Optional[BaseException]
                    if segments is not None else None),
       'components': {n: {'state': v['state'], 'seconds': round(v['seconds'], 1)}
                      for n, v in nodes.items()},
-      'wall_seconds': round(time.time() - started, 1),
+      'wall_seconds': round(time.time() - started, 1) if started is not None else None,
   }
-  if error is not None:
-    failed = [n for n, v in nodes.items() if v['state'] in ('FAILED', 'running')]
-    summary['failed_component'] = failed[0] if failed else None
-    summary['error'] = error_message(error)
+  if failed:
+    stopped = [n for n, v in nodes.items() if v['state'] in ('FAILED', 'running')]
+    summary['failed_component'] = stopped[0] if stopped else None
+    if error is not None:
+      summary['error'] = error_message(error)
+  return summary
+
+
+def summarize(paths: OutputPaths, started: float, error: Optional[BaseException],
+              span: Optional[int] = None) -> Dict[str, Any]:
+  """The run's metrics.json content (also written to disk); ``span``: the span read, if any."""
+  summary = build_summary(paths, started, error, span)
   with open(paths.metrics_path, 'w') as f:
     json.dump(summary, f, indent=2)
   return summary
+
+
+def load_summary(paths: OutputPaths) -> Tuple[Dict[str, Any], Dict[str, Dict[str, Any]],
+                                              List[str]]:
+  """(summary, nodes, problems) of the latest run in an output folder, for the report.
+
+  The summary is metrics.json when it belongs to the latest run in the store (it alone knows
+  a failed run's error and the wall time), else ``build_summary`` of the store; ``problems``
+  says what could not be read.
+  """
+  problems: List[str] = []
+  nodes: Dict[str, Dict[str, Any]] = {}
+  if os.path.exists(paths.metadata_path):
+    try:
+      nodes = read_run(paths.metadata_path)
+    except Exception as e:  # pylint: disable=broad-except; the report shows what it can
+      problems.append(f'could not read the metadata store: {e}')
+  saved = None
+  if os.path.exists(paths.metrics_path):
+    with open(paths.metrics_path) as f:
+      saved = json.load(f)
+  run_id = next(iter(nodes.values()))['run_id'] if nodes else None
+  if saved is not None and (not nodes or saved.get('run_id') in (None, run_id)):
+    return saved, nodes, problems
+  if saved is None and nodes:
+    problems.append('no metrics.json: the figures were computed from the metadata store')
+  elif saved is not None:
+    problems.append(f'metrics.json is from run {saved.get("run_id")}, not from the latest '
+                    f'run {run_id}; the figures were computed from the metadata store')
+  return build_summary(paths, nodes=nodes, problems=problems), nodes, problems
+
+
+# --- the detail behind the summary, for the report --------------------------------------------
+
+def _first_output(nodes, artifact_type: str, key: Optional[str] = None,
+                  prefer_node: Optional[str] = None) -> Tuple[Optional[str], Any]:
+  """(node id, artifact) of the first output of a type (and key), preferring a node."""
+  for node in sorted(nodes, key=lambda n: n != prefer_node):
+    for k, artifacts in nodes[node]['outputs'].items():
+      for artifact in artifacts:
+        if artifact.type == artifact_type and (key is None or k == key):
+          return node, artifact
+  return None, None
+
+
+def split_dirs(uri: str) -> Dict[str, str]:
+  """{split: folder} of an artifact with Split-* folders, train and eval first."""
+  from pipeline import features as F
+  found = {os.path.basename(d)[len('Split-'):]: d
+           for d in sorted(glob.glob(os.path.join(uri, 'Split-*')))}
+  order = {s: i for i, s in enumerate(F.SPLITS)}
+  return dict(sorted(found.items(), key=lambda kv: (order.get(kv[0], 99), kv[0])))
+
+
+def load_statistics(uri: str) -> Dict[str, Any]:
+  """{split: DatasetFeatureStatisticsList} of a StatisticsGen artifact."""
+  import tensorflow_data_validation as tfdv
+  out = {}
+  for split, folder in split_dirs(uri).items():
+    binary = os.path.join(folder, 'FeatureStats.pb')
+    if os.path.exists(binary):
+      stats = tfdv.load_stats_binary(binary)
+    else:
+      records = glob.glob(os.path.join(folder, 'stats_tfrecord*'))
+      if not records:
+        continue
+      stats = tfdv.load_statistics(records[0])
+    if stats.datasets:
+      out[split] = stats
+  return out
+
+
+def load_anomalies(uri: str) -> List[Dict[str, str]]:
+  """One {split, feature, anomaly, detail} per anomaly of an ExampleValidator artifact."""
+  from tensorflow_metadata.proto.v0 import anomalies_pb2
+  rows = []
+  for split, folder in split_dirs(uri).items():
+    path = os.path.join(folder, 'SchemaDiff.pb')
+    if not os.path.exists(path):
+      continue
+    anomalies = anomalies_pb2.Anomalies()
+    with open(path, 'rb') as f:
+      anomalies.ParseFromString(f.read())
+    for feature, info in sorted(anomalies.anomaly_info.items()):
+      rows.append({'split': split, 'feature': feature,
+                   'anomaly': ('; '.join(r.short_description for r in info.reason)
+                               or info.short_description),
+                   'detail': info.description})
+    if anomalies.HasField('dataset_anomaly_info'):
+      info = anomalies.dataset_anomaly_info
+      rows.append({'split': split, 'feature': '(dataset)', 'anomaly': info.short_description,
+                   'detail': info.description})
+  return rows
+
+
+def _tfma_overall(result) -> Dict[str, float]:
+  out = {}
+  for slice_key, metrics in result.slicing_metrics:
+    if slice_key == ():
+      by_output = next(iter(metrics.values()), {})
+      for name, value in next(iter(by_output.values()), {}).items():
+        number = value.get('doubleValue')
+        if number is None and 'boundedValue' in value:
+          number = value['boundedValue'].get('value')
+        if number is not None:
+          out[name] = float(number)
+  return out
+
+
+def ranking_evaluation(uri: str) -> Dict[str, Any]:
+  """{'candidate': metrics, 'baseline': metrics or {}, 'failures': [reason]} of TFMA's result."""
+  import tensorflow_model_analysis as tfma
+  first = tfma.load_eval_result(uri)
+  specs = list(first.config.model_specs) if first.config else []
+  baseline = next((s.name for s in specs if s.is_baseline), None)
+  out: Dict[str, Any] = {'candidate': _tfma_overall(first), 'baseline': {}}
+  if baseline is not None:
+    candidate = next((s.name for s in specs if not s.is_baseline), '')
+    out['candidate'] = _tfma_overall(tfma.load_eval_result(uri, model_name=candidate))
+    out['baseline'] = _tfma_overall(tfma.load_eval_result(uri, model_name=baseline))
+  out['failures'] = _ranking_failures(tfma, tfma.load_validation_result(uri))
+  return out
+
+
+def _bounds(threshold) -> str:
+  limits = []
+  if threshold.HasField('upper_bound'):
+    limits.append(f'<= {threshold.upper_bound.value:.4f}')
+  if threshold.HasField('lower_bound'):
+    limits.append(f'>= {threshold.lower_bound.value:.4f}')
+  return ' and '.join(limits)
+
+
+def _ranking_failures(tfma, validation) -> List[str]:
+  """TFMA's validation failures in words ('RMSE changed by +0.0524 against the blessed...')."""
+  reasons = []
+  for per_slice in validation.metric_validations_per_slice:
+    for failure in per_slice.failures:
+      key, threshold = failure.metric_key, failure.metric_threshold
+      value = failure.metric_value.double_value.value
+      name = key.name.replace('root_mean_squared_error', 'RMSE')
+      if key.is_diff and threshold.HasField('change_threshold'):
+        change = threshold.change_threshold
+        allowed = []
+        if change.HasField('absolute'):
+          allowed.append(f'{change.absolute.value:+.4f}')
+        if change.HasField('relative'):
+          allowed.append(f'{change.relative.value:+.1%} relative')
+        direction = tfma.MetricDirection.Name(change.direction).lower().replace('_', ' ')
+        reasons.append(f'{name} changed by {value:+.4f} against the blessed model; allowed: '
+                       f'{" / ".join(allowed) or "no change"} ({direction})')
+      elif threshold.HasField('value_threshold'):
+        reasons.append(f'{name} is {value:.4f}; it must be {_bounds(threshold.value_threshold)}')
+      else:
+        reasons.append(f'{name} = {value:.4f} failed its threshold')
+  if not validation.validation_ok and not reasons:
+    reasons.append(' '.join(str(validation).split())[:300])
+  return reasons
+
+
+def _json_in(artifact, name: str) -> Optional[Dict[str, Any]]:
+  path = artifact is not None and os.path.join(artifact.uri, name)
+  if not path or not os.path.exists(path):
+    return None
+  with open(path) as f:
+    return json.load(f)
+
+
+def read_segments(summary: Dict[str, Any]) -> Optional[Dict[str, Any]]:
+  """The segments.json the UserSegmenter pushed (what each segment is), or None."""
+  folder = (summary.get('segments') or {}).get('path')
+  path = folder and os.path.join(folder, 'segments.json')
+  if not path or not os.path.exists(path):
+    return None
+  with open(path) as f:
+    return json.load(f)
+
+
+def read_details(paths: OutputPaths, nodes: Dict[str, Dict[str, Any]],
+                 summary: Dict[str, Any], problems: List[str]) -> Dict[str, Any]:
+  """What the report shows beside the summary, read from the run's artifacts.
+
+  Keys: 'states' {node: state}, 'examples', 'statistics' and 'anomalies' ({'node', 'uri',
+  ...} or None), 'trainers' [{'node', 'uri', 'history'}], 'retrieval_evaluation' (the
+  evaluator's metrics.json), 'ranking_evaluation' (``ranking_evaluation``), 'feed_evaluation'
+  (feed_metrics.json), 'segments' (``read_segments``) and 'timings' [{'node', 'state',
+  'seconds'}] in run order. A part that cannot be read is None, with the reason in
+  ``problems``.
+  """
+  def read(what: str, reader):
+    try:
+      return reader()
+    except Exception as e:  # pylint: disable=broad-except; one part, not the whole report
+      problems.append(f'could not read the {what}: {e}')
+      return None
+
+  details: Dict[str, Any] = {
+      'states': {n: v['state'] for n, v in (summary.get('components') or {}).items()}}
+  details['states'].update({n: v['state'] for n, v in nodes.items()})
+  node, examples = _first_output(nodes, 'Examples', prefer_node=P.EXAMPLE_GEN)
+  details['examples'] = {'node': node, 'uri': examples.uri} if examples is not None else None
+  node, statistics = _first_output(nodes, 'ExampleStatistics', 'statistics', 'StatisticsGen')
+  details['statistics'] = statistics and read('statistics', lambda: {
+      'node': node, 'uri': statistics.uri, 'splits': load_statistics(statistics.uri)})
+  node, anomalies = _first_output(nodes, 'ExampleAnomalies', 'anomalies', 'ExampleValidator')
+  details['anomalies'] = anomalies and read('anomalies', lambda: {
+      'node': node, 'uri': anomalies.uri, 'splits': list(split_dirs(anomalies.uri)),
+      'rows': load_anomalies(anomalies.uri)})
+  details['trainers'] = [
+      {'node': trainer, 'uri': _output(nodes, trainer, 'model_run').uri,
+       'history': read(f'{trainer} history',
+                       lambda t=trainer: _json_in(_output(nodes, t, 'model_run'),
+                                                  'history.json'))}
+      for trainer in (P.RETRIEVAL_TRAINER, P.RANKING_TRAINER)
+      if _output(nodes, trainer, 'model_run') is not None]
+  details['retrieval_evaluation'] = read('retrieval evaluation', lambda: _json_in(
+      _output(nodes, P.RETRIEVAL_EVALUATOR, 'evaluation'), 'metrics.json'))
+  evaluation = _output(nodes, P.RANKING_EVALUATOR, 'evaluation')
+  details['ranking_evaluation'] = evaluation and read(
+      'ranking evaluation (TFMA)', lambda: ranking_evaluation(evaluation.uri))
+  details['feed_evaluation'] = read('feed evaluation', lambda: _json_in(
+      _output(nodes, P.FEED_BUILDER, 'evaluation'), 'feed_metrics.json'))
+  details['segments'] = read('segments', lambda: read_segments(summary))
+  components = summary.get('components') or {}
+  order = list(nodes) + [n for n in components if n not in nodes]
+  details['timings'] = []
+  for n in order:
+    info = components.get(n) or {'state': nodes[n]['state'],
+                                 'seconds': round(nodes[n]['seconds'], 1)}
+    details['timings'].append({'node': n, 'state': info.get('state', 'unknown'),
+                               'seconds': float(info.get('seconds') or 0.0)})
+  return details
 
 
 def error_message(error: BaseException) -> str:
@@ -353,6 +621,14 @@ def error_message(error: BaseException) -> str:
   match = re.search(r"(InputDataError|DataAnomalyError|LayoutError|ValueError): (.*?)"
                     r"(?: \[while running '[^']*'\])?$", text, re.S)
   return (match.group(2) if match else text).strip()
+
+
+def warm_start_lines(summary: Dict[str, Any]) -> List[str]:
+  """One line per trainer: the version it warm-started from, or that it started from scratch."""
+  return [f'{kind} trainer: warm start from version {warm["from_version"]} '
+          f'({warm["rows_kept"]} embedding rows kept, {warm["rows_new"]} new)' if warm
+          else f'{kind} trainer: trained from scratch (no blessed model yet)'
+          for kind, warm in (summary.get('warm_start') or {}).items()]
 
 
 def format_summary(summary: Dict[str, Any], paths: OutputPaths) -> str:
@@ -371,10 +647,7 @@ def format_summary(summary: Dict[str, Any], paths: OutputPaths) -> str:
     measure = (f"auc {k['auc']:.3f}" if 'auc' in k and 'rmse' not in k
                else f"rmse {k.get('rmse', float('nan')):.3f}")
     lines.append(f"  ranking:   {measure}  blessed={k['blessed']}")
-  for kind, warm in (summary.get('warm_start') or {}).items():
-    lines.append(f'  {kind} trainer: warm start from version {warm["from_version"]} '
-                 f'({warm["rows_kept"]} embedding rows kept, {warm["rows_new"]} new)' if warm
-                 else f'  {kind} trainer: trained from scratch (no blessed model yet)')
+  lines += [f'  {line}' for line in warm_start_lines(summary)]
   if summary.get('feed'):
     f = summary['feed']
     lines.append(f"  feed:      hit_rate_at_10 {f.get('hit_rate_at_10', float('nan')):.3f}  "
