@@ -1,7 +1,9 @@
-"""run_summary without a pipeline: run.log keeps every component's lines while the console
-shows progress."""
+"""run_summary: run.log keeps every component's lines while the console shows progress."""
 import io
+import json
 import logging
+import os
+import re
 import time
 
 import tensorflow as tf
@@ -49,3 +51,25 @@ def test_run_log_survives_a_library_replacing_the_root_handlers(tmp_path):
     absl_logging.info('after the swap')
   assert [line for line in _lines(log) if 'the swap' in line] == ['before the swap',
                                                                    'after the swap']
+
+
+def test_run_log_of_the_shared_run_has_every_component_in_order(tiny_run):
+  out, _, _ = tiny_run
+  with open(os.path.join(out, 'metrics.json')) as f:
+    components = list(json.load(f)['components'])
+  with open(os.path.join(out, 'run.log')) as f:
+    log = f.read()
+  started = re.findall(r'INFO absl Component (\w+) is running\.', log)
+  assert started == components  # the local runner launches them one at a time, in this order
+  for node in components:
+    assert f'Component {node} is finished.' in log
+
+
+def test_warm_start_lines_word_both_cases():
+  summary = {'warm_start': {'retrieval': {'from_version': '17', 'rows_kept': 900,
+                                          'rows_new': 12},
+                            'ranking': None}}
+  assert run_summary.warm_start_lines(summary) == [
+      'retrieval trainer: warm start from version 17 (900 embedding rows kept, 12 new)',
+      'ranking trainer: trained from scratch (no blessed model yet)']
+  assert run_summary.warm_start_lines({}) == []
