@@ -382,7 +382,7 @@ def data_view(details: Dict[str, Any], report_dir: str) -> Dict[str, Any]:
 
 def _history_summary(history: Dict[str, List[float]]) -> str:
   epochs = max((len(v) for v in history.values()), default=0)
-  bits = [f'{epochs} epochs']
+  bits = [f'{epochs} epoch' + ('' if epochs == 1 else 's')]
   for key in history:
     if (key.startswith('val_') and key[4:] not in _LOSS_KEYS and not key.endswith(_MEAN)
         and history[key]):
