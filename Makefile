@@ -1,4 +1,5 @@
-# The two commands for a new machine: `make run` and `make test` (both set up .venv first).
+# The two commands for a new machine: `make run` and `make test` (both set up .venv first);
+# `make test-all` is the whole suite, what CI runs.
 SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -13,7 +14,7 @@ export PYTHONHASHSEED := 0
 RUN_ARGS ?=
 TEST_ARGS ?=
 
-.PHONY: setup run test lock benchmark benchmark-serving benchmark-scale clean
+.PHONY: setup run test test-all lock benchmark benchmark-serving benchmark-scale clean
 
 setup: $(VENV)/.installed
 
@@ -33,8 +34,13 @@ lock:
 run: setup
 	$(PY) local_runner.py $(RUN_ARGS)
 
+# The fast tier: unit tests and one shared tiny pipeline run (tests/conftest.py).
 test: setup
 	$(PY) -m pytest -q $(TEST_ARGS)
+
+# Everything: the fast tier plus the tests marked slow (their own runs, quality floors).
+test-all: setup
+	$(PY) -m pytest -q --all --durations=15 $(TEST_ARGS)
 
 # Quality: the pipeline beside the baselines on the seed-42 split -> benchmarks/RESULTS.md
 benchmark: setup

@@ -9,7 +9,7 @@ import json
 import os
 from typing import Any, Callable, Dict, List, Tuple
 
-from pipeline.configs import GateConfig, IngestConfig, RankingConfig, RetrievalConfig
+from core.configs import GateConfig, IngestConfig, RankingConfig, RetrievalConfig
 
 BEAM_RUNNERS = ('direct', 'dataflow', 'flink', 'spark')
 
@@ -82,6 +82,8 @@ def add_beam_flags(parser: argparse.ArgumentParser) -> None:
                      help='DirectRunner mode; multi_processing runs one worker per core; auto: '
                      'in_memory when the local input folder holds less than '
                      f'{IN_MEMORY_BELOW_BYTES >> 20} MB, else multi_processing')
+  group.add_argument('--beam-workers', type=int, default=0,
+                     help='DirectRunner workers in multi_processing mode (0: one per core)')
   group.add_argument('--beam-arg', action='append', default=[], metavar='ARG',
                      help='extra Beam pipeline argument, repeatable, e.g. '
                      '--beam-arg=--project=P (see README for each runner)')
@@ -162,8 +164,8 @@ def beam_pipeline_args(args: argparse.Namespace) -> List[str]:
     if beam_mode(args) == 'in_memory':
       base = ['--direct_running_mode=in_memory', '--direct_num_workers=1']
     else:
-      base = ['--direct_running_mode=multi_processing',
-              f'--direct_num_workers={os.cpu_count() or 1}']
+      workers = getattr(args, 'beam_workers', 0) or os.cpu_count() or 1
+      base = ['--direct_running_mode=multi_processing', f'--direct_num_workers={workers}']
     return ['--runner=DirectRunner'] + base + list(args.beam_arg)
   runner = {'dataflow': 'DataflowRunner', 'flink': 'FlinkRunner',
             'spark': 'SparkRunner'}[args.beam_runner]

@@ -1,22 +1,48 @@
-"""Shared fixtures: TF_USE_LEGACY_KERAS before TensorFlow, and small input folders."""
+"""Test tiers, the process settings every test needs, and the fast tier's one shared run.
+
+Two tiers (README: Tests): a plain ``pytest`` (= ``make test``) runs the fast tier; tests
+marked ``slow`` (their own pipeline runs, trained models held to quality floors) run only with
+``pytest --all`` (= ``make test-all``, what CI runs).
+"""
 import os
 
-os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')
-os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+# Python reads the hash seed at start-up only. Set here, it reaches every process the run
+# starts: the xdist workers that run the tests (pyproject.toml's -n 2), Beam workers and the
+# serving probes, as `make test` sets it for the first one. (With `-n 0` the tests run in this
+# process, whose seed is whatever it started with.)
+os.environ['PYTHONHASHSEED'] = '0'
 
-import csv  # noqa: E402
+# Before TensorFlow is first imported, here and in every process a test starts.
+os.environ['TF_USE_LEGACY_KERAS'] = '1'
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
 import pytest  # noqa: E402
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-MOVIELENS = os.path.join(REPO, 'data', 'movielens-100k')
+from tests.helpers import TINY, TINY_USERS, movielens_sample, tail, write  # noqa: E402
+
+SHARED_RUN_GROUP = 'tiny_run'
 
 
-def write(path, text):
-  os.makedirs(os.path.dirname(path), exist_ok=True)
-  with open(path, 'w', encoding='utf-8') as f:
-    f.write(text)
-  return str(path)
+def pytest_addoption(parser):
+  parser.addoption('--all', action='store_true', default=False,
+                   help='also run the slow tier (make test-all)')
+
+
+def pytest_configure(config):
+  config.addinivalue_line('markers', 'slow: full tier only (pytest --all, make test-all)')
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+  if not config.getoption('--all'):
+    slow = [item for item in items if item.get_closest_marker('slow')]
+    if slow:
+      config.hook.pytest_deselected(items=slow)
+      items[:] = [item for item in items if not item.get_closest_marker('slow')]
+  # Every test of the shared run goes to the xdist worker that made it (--dist loadgroup).
+  for item in items:
+    if 'tiny_run' in getattr(item, 'fixturenames', ()):
+      item.add_marker(pytest.mark.xdist_group(SHARED_RUN_GROUP))
 
 
 @pytest.fixture
@@ -30,30 +56,19 @@ def tiny_tables(tmp_path):
   return tmp_path
 
 
-FAST = ['--beam-mode', 'in_memory', '--retrieval-epochs', '3', '--ranking-epochs', '3',
-        '--retrieval-batch-size', '512']
-
-
-def movielens_sample(folder, users=150):
-  """The interactions of the first ``users`` users, with the full catalogue and users.csv."""
-  with open(os.path.join(MOVIELENS, 'interactions.csv')) as f:
-    rows = list(csv.reader(f))
-  keep = {str(u) for u in range(1, users + 1)}
-  body = [r for r in rows[1:] if r[0] in keep]
-  write(os.path.join(folder, 'interactions.csv'),
-        '\n'.join(','.join(r) for r in [rows[0]] + body) + '\n')
-  for name in ('items.csv', 'users.csv'):
-    with open(os.path.join(MOVIELENS, name), encoding='utf-8') as f:
-      write(os.path.join(folder, name), f.read())
-  return len(body)
-
-
 @pytest.fixture(scope='session')
-def movielens_run(tmp_path_factory):
-  """One pipeline run on a MovieLens sample, shared by the tests that read its outputs."""
+def tiny_run(tmp_path_factory):
+  """The fast tier's one pipeline run (a MovieLens sample, one epoch, gates opened), shared by
+  every end-to-end assertion: (output folder, data folder, interactions in the sample).
+
+  A failed run fails here, with the tail of its log, before any test reads its outputs.
+  """
   import local_runner
-  data = tmp_path_factory.mktemp('data')
-  n = movielens_sample(str(data))
-  out = tmp_path_factory.mktemp('out')
-  code = local_runner.main(['--data-dir', str(data), '--output-dir', str(out)] + FAST)
-  return code, str(out), n
+  data = tmp_path_factory.mktemp('tiny_data')
+  n = movielens_sample(str(data), users=TINY_USERS)
+  out = tmp_path_factory.mktemp('tiny_out')
+  code = local_runner.main(['--data-dir', str(data), '--output-dir', str(out)] + TINY)
+  if code != 0:
+    pytest.fail(f'the shared pipeline run failed (exit code {code}); the end of its log:\n'
+                + tail(os.path.join(str(out), 'run.log')), pytrace=False)
+  return str(out), str(data), n

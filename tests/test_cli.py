@@ -1,5 +1,6 @@
 """Runner flags -> Beam arguments (no pipeline run)."""
 import argparse
+import os
 
 import pytest
 
@@ -26,6 +27,11 @@ def test_auto_beam_mode_runs_small_local_inputs_in_memory(tmp_path, monkeypatch)
   monkeypatch.setattr(cli, 'IN_MEMORY_BELOW_BYTES', 64 << 20)
   explicit = parse('--data-dir', str(tmp_path), '--beam-mode', 'multi_processing')
   assert '--direct_running_mode=multi_processing' in cli.beam_pipeline_args(explicit)
+  assert f'--direct_num_workers={os.cpu_count() or 1}' in cli.beam_pipeline_args(explicit)
+  # Tests and small machines fix the number of workers, whatever the cores.
+  fixed = parse('--data-dir', str(tmp_path), '--beam-mode', 'multi_processing',
+                '--beam-workers', '2')
+  assert '--direct_num_workers=2' in cli.beam_pipeline_args(fixed)
   assert cli.beam_pipeline_args(parse('--beam-runner', 'dataflow', '--beam-arg=--project=p')) \
       == ['--runner=DataflowRunner', '--project=p']
 

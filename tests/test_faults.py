@@ -11,7 +11,7 @@ import pytest
 
 import local_runner
 from pipeline import run_summary
-from tests.conftest import FAST, REPO, movielens_sample, write
+from tests.helpers import REPO, TINY, movielens_sample, write
 
 
 def _serving_listing(out):
@@ -21,9 +21,9 @@ def _serving_listing(out):
 
 
 @pytest.fixture
-def pushed_copy(movielens_run, tmp_path):
+def pushed_copy(tiny_run, tmp_path):
   """A private copy of the shared run's output folder, with models already pushed."""
-  _, out, _ = movielens_run
+  out, _, _ = tiny_run
   copy = str(tmp_path / 'out')
   shutil.copytree(out, copy, ignore=shutil.ignore_patterns('.run.lock'))
   return copy
@@ -31,7 +31,8 @@ def pushed_copy(movielens_run, tmp_path):
 
 @pytest.mark.parametrize('bad_row,message', [
     ('1,1,five,881250949', "line 3: column 'rating' is 'five'; expected a number"),
-    ('1,99999,4,881250949', "line 3: item_id '99999' is not in items.csv"),
+    pytest.param('1,99999,4,881250949', "line 3: item_id '99999' is not in items.csv",
+                 marks=pytest.mark.slow),
 ])
 def test_bad_data_fails_clearly_and_keeps_what_was_pushed(pushed_copy, tmp_path, capsys,
                                                           bad_row, message):
@@ -41,7 +42,7 @@ def test_bad_data_fails_clearly_and_keeps_what_was_pushed(pushed_copy, tmp_path,
   lines.insert(2, bad_row)
   write(data / 'interactions.csv', '\n'.join(lines) + '\n')
   before = _serving_listing(pushed_copy)
-  code = local_runner.main(['--data-dir', str(data), '--output-dir', pushed_copy] + FAST)
+  code = local_runner.main(['--data-dir', str(data), '--output-dir', pushed_copy] + TINY)
   assert code == 1
   printed = capsys.readouterr().out
   assert 'failed in InteractionExampleGen' in printed and message in printed
@@ -72,32 +73,35 @@ def test_a_second_run_on_the_same_output_refuses(tmp_path, capsys):
   assert not os.path.exists(os.path.join(out, 'serving'))
 
 
+@pytest.mark.slow
 def test_a_killed_run_resumes_from_the_finished_components(tmp_path):
+  from ml_metadata import errors as mlmd_errors
   data, out = tmp_path / 'data', str(tmp_path / 'out')
   movielens_sample(str(data), users=60)
   args = [sys.executable, os.path.join(REPO, 'local_runner.py'), '--data-dir', str(data),
-          '--output-dir', out] + FAST
-  env = dict(os.environ, TF_USE_LEGACY_KERAS='1')
-  process = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL)
+          '--output-dir', out] + TINY
   metadata = run_summary.OutputPaths(out).metadata_path
 
   def training():
     try:
       nodes = run_summary.read_run(metadata) if os.path.exists(metadata) else {}
-    except Exception:  # pylint: disable=broad-except; the store is being written
+    except mlmd_errors.StatusError:  # the store is being created or written by the run
       return False
     return any(n.endswith('Trainer') and v['state'] == 'running' for n, v in nodes.items())
 
-  deadline = time.time() + 600
-  while time.time() < deadline and process.poll() is None and not training():
-    time.sleep(1)
-  assert process.poll() is None, 'the run ended before training started'
-  process.send_signal(signal.SIGKILL)
-  process.wait()
+  process = subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+  try:
+    deadline = time.time() + 600
+    while time.time() < deadline and process.poll() is None and not training():
+      time.sleep(1)
+    assert process.poll() is None, 'the run ended before training started'
+  finally:
+    process.send_signal(signal.SIGKILL)
+    process.wait()
   assert not os.path.isdir(os.path.join(out, 'serving', 'retrieval'))
 
-  assert local_runner.main(['--data-dir', str(data), '--output-dir', out] + FAST) == 0
+  assert local_runner.main(['--data-dir', str(data), '--output-dir', out] + TINY) == 0
   states = {node: info['state'] for node, info in
             run_summary.read_run(run_summary.OutputPaths(out).metadata_path).items()}
   for node in ('InteractionExampleGen', 'StatisticsGen', 'SchemaGen', 'Transform'):

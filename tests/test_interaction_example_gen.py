@@ -5,8 +5,8 @@ import apache_beam as beam
 import pytest
 
 from components.interaction_example_gen import executor as ex
-from pipeline import features as F
-from tests.conftest import write
+from core import features as F
+from tests.helpers import write
 
 
 _COLLECTED = {}

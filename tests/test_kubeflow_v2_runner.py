@@ -23,8 +23,8 @@ from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner
 
 import kubeflow_v2_runner
 from pipeline import pipeline as P
-from pipeline.configs import PIPELINE_NAME
-from tests.conftest import MOVIELENS
+from core.configs import PIPELINE_NAME
+from tests.helpers import MOVIELENS
 
 IMAGE = 'europe-west1-docker.pkg.dev/proj/repo/woonkly-recommender:test'
 ROOT = 'gs://bucket/root'

@@ -5,7 +5,7 @@ import tf_keras as keras
 
 from models.optimizers import LazyAdam
 from models.towers import Encoder, table_penalty
-from tests.test_models import USERS, batch
+from tests.tensor_helpers import USERS, batch
 
 
 def _adam_rows(rows: np.ndarray, grads: np.ndarray, lr: float, steps: int) -> np.ndarray:

@@ -1,15 +1,12 @@
 """RetrievalEvaluator executor: scoring on a hand-made model, blessing rules, and Do()."""
-import json
 import os
 
 import numpy as np
 import pytest
 import tensorflow as tf
-from tfx.types import artifact_utils, standard_artifacts
 
 from components.anomaly_gate import component as gate
 from components.retrieval_evaluator import executor as ex
-from pipeline import features as F
 
 ITEMS = np.array(['a', 'b', 'c', 'd'])
 VECTORS = {'u1': [1.0, 0.0], 'u2': [0.0, 1.0]}

@@ -1,18 +1,15 @@
-"""UserSegmenter and pipeline.audience: pure functions on hand-made arrays, then one pipeline
-run on synthetic data with planted segments, where the segments and audiences the model
-finds must match the planted ones (the acceptance criteria of objective segmentation).
+"""UserSegmenter: pure functions on hand-made arrays, publishing and the component's
+interface. The segments and audiences of a trained model on planted data are checked in
+test_synthetic_run.py.
 """
-import csv
-import json
 import os
-import time
 
 import numpy as np
 import pytest
 from sklearn.metrics import adjusted_rand_score
 
 from components.segmentation import executor as X
-from pipeline import features as F
+from core import features as F
 
 # --- pure functions ---------------------------------------------------------------------
 
@@ -134,144 +131,3 @@ def test_component_declares_its_artifacts():
   assert segmenter.outputs['segments'].type is UserSegments
   assert UserSegments.TYPE_NAME == 'woonkly.UserSegments'
   assert segmenter.exec_properties['num_segments'] == 0
-
-
-# --- one pipeline run on planted segments -------------------------------------------------
-
-# The retrieval model separates the planted segments with its default hyper-parameters;
-# only the Beam mode and the ranking epochs are cut to keep the run short.
-PLANTED_FLAGS = ['--beam-mode', 'in_memory', '--ranking-epochs', '2', '--retrieval-epochs', '10']
-
-
-@pytest.fixture(scope='module')
-def planted_run(tmp_path_factory):
-  import local_runner
-  from pipeline import synthetic_data
-  data = tmp_path_factory.mktemp('planted')
-  synthetic_data.generate(str(data), users=600, items=300, interactions=15000, segments=4,
-                          categories=8, seed=3)
-  out = tmp_path_factory.mktemp('planted_out')
-  started = time.time()
-  code = local_runner.main(['--data-dir', str(data), '--output-dir', str(out)] + PLANTED_FLAGS)
-  assert code == 0
-  print(f'planted pipeline run: {time.time() - started:.0f} s')
-  with open(data / 'truth.json') as f:
-    truth = json.load(f)
-  return str(data), str(out), truth
-
-
-def _custom(artifact, name):
-  value = artifact.custom_properties.get(name)
-  return getattr(value, value.WhichOneof('value')) if value is not None else None
-
-
-def _run_artifacts(out):
-  """The ExampleGen output, retrieval model and its blessing of the run, as tfx Artifacts."""
-  from tfx.types import standard_artifacts
-  from pipeline import pipeline as P
-  from pipeline.run_summary import OutputPaths, read_run
-  nodes = read_run(OutputPaths(out).metadata_path)
-  found = lambda node, key: nodes[node]['outputs'][key][0]
-  examples = standard_artifacts.Examples()
-  examples.uri = found(P.EXAMPLE_GEN, 'examples').uri
-  examples.split_names = found(P.EXAMPLE_GEN, 'examples').properties['split_names'].string_value
-  model = standard_artifacts.Model()
-  model.uri = found(P.RETRIEVAL_TRAINER, 'model').uri
-  recorded = found(P.RETRIEVAL_EVALUATOR, 'blessing')
-  blessing = standard_artifacts.ModelBlessing()
-  blessing.uri = recorded.uri
-  blessing.set_int_custom_property('blessed', _custom(recorded, 'blessed'))
-  blessing.set_string_custom_property('current_model', _custom(recorded, 'current_model'))
-  return examples, model, blessing
-
-
-def test_segments_recover_the_planted_ones(planted_run, tmp_path):
-  from components.segmentation.component import UserSegments
-  data, out, truth = planted_run
-  examples, model, blessing = _run_artifacts(out)
-  segments = UserSegments()
-  segments.uri = str(tmp_path / 'segments')
-  push = tmp_path / 'published'
-  X.Executor().Do({'examples': [examples], 'model': [model], 'blessing': [blessing]},
-                  {'segments': [segments]},
-                  {'num_segments': 4, 'push_dir': str(push), 'seed': 0})
-  with open(os.path.join(segments.uri, X.SEGMENTS_CSV)) as f:
-    rows = list(csv.DictReader(f))
-  assert list(rows[0]) == [F.USER_ID, 'segment'] and len(rows) == 600
-  found = {r[F.USER_ID]: int(r['segment']) for r in rows}
-  users = sorted(found)
-  ari = adjusted_rand_score([truth['user_segment'][u] for u in users],
-                            [found[u] for u in users])
-  print(f'ARI planted vs found: {ari:.3f}')
-  assert ari >= 0.5
-  with open(os.path.join(segments.uri, X.SEGMENTS_JSON)) as f:
-    summary = json.load(f)
-  assert summary['num_segments'] == 4 and len(summary['segments']) == 4
-  # The categories a segment over-represents most are one planted segment's preferences.
-  planted = [set(s['preferred_categories']) for s in truth['segments']]
-  for s in summary['segments']:
-    top = {r['value'] for r in s['item_features'][F.item_feature('category')][:2]}
-    assert top in planted, (s['segment'], top)
-  # Blessed by the run's RetrievalEvaluator, so published, whole.
-  (version,) = os.listdir(push)
-  assert sorted(os.listdir(push / version)) == [X.SEGMENTS_CSV, X.SEGMENTS_JSON]
-  assert segments.get_int_custom_property('pushed') == 1
-
-
-def test_audiences_belong_to_the_segments_that_prefer_the_item(planted_run):
-  import tensorflow as tf
-  from pipeline import recommend
-  data, out, truth = planted_run
-  model = tf.saved_model.load(recommend.latest_version(os.path.join(out, 'serving'),
-                                                       'retrieval'))
-  prefers = {s['segment']: set(s['preferred_categories']) for s in truth['segments']}
-  with open(os.path.join(data, 'items.csv')) as f:
-    items = list(csv.DictReader(f))
-  with open(os.path.join(data, 'interactions.csv')) as f:
-    popularity = {}
-    for r in csv.DictReader(f):
-      popularity[r[F.ITEM_ID]] = popularity.get(r[F.ITEM_ID], 0) + 1
-  cold = set(truth['cold_items'])
-
-  def precision(item_ids, category):
-    users = model.signatures['audience'](item_id=tf.constant(item_ids))['user_ids'][:, :50]
-    return float(np.mean([[category in prefers[truth['user_segment'][u.decode()]]
-                           for u in row] for row in users.numpy()]))
-
-  warm, new = {}, []
-  for c in truth['categories']:
-    in_c = [i[F.ITEM_ID] for i in items if i['category'] == c]
-    top = sorted((i for i in in_c if i not in cold), key=lambda i: -popularity.get(i, 0))[:5]
-    warm[c] = precision(top, c)
-    new += [precision([i], c) for i in in_c if i in cold]
-  print('audience precision (top 50) per category:', {c: round(p, 3) for c, p in warm.items()},
-        f'new items: {np.mean(new):.3f}')
-  assert all(p >= 0.7 for p in warm.values()), warm
-  # Items nobody interacted with reach the right users through their features.
-  assert np.mean(new) >= 0.7
-
-
-def test_audience_command(planted_run, tmp_path, capsys):
-  from pipeline import audience
-  data, out, truth = planted_run
-  item = truth['cold_items'][0]  # a new item still gets an audience
-  assert audience.main(['--item', item, '--n', '5', '--output-dir', out]) == 0
-  printed = capsys.readouterr().out.splitlines()
-  assert printed[0] == f'Top 5 users for item {item}:' and len(printed) == 7
-  assert all(line.split()[1] in truth['user_segment'] for line in printed[2:])
-
-  target = tmp_path / 'users.csv'
-  assert audience.main(['--item', item, '--output-dir', out, '--out', str(target)]) == 0
-  assert 'Wrote 600 users' in capsys.readouterr().out  # default: everyone the model exports
-  with open(target) as f:
-    rows = list(csv.reader(f))
-  assert rows[0] == ['user_id', 'score'] and len(rows) == 601
-  scores = [float(r[1]) for r in rows[1:]]
-  assert scores == sorted(scores, reverse=True)
-
-  assert audience.main(['--item', item, '--n', '601', '--output-dir', out]) == 2
-  assert 'at most 600' in capsys.readouterr().err
-  assert audience.main(['--item', item, '--n', '0', '--output-dir', out]) == 2
-  assert '--n must be at least 1' in capsys.readouterr().err
-  assert audience.main(['--item', item, '--output-dir', str(tmp_path / 'empty')]) == 2
-  assert 'no pushed retrieval model' in capsys.readouterr().err

@@ -1,16 +1,14 @@
 """Warm start on tensors: rows follow their tokens, new ids start fresh, shapes are checked."""
-import dataclasses
 import os
 
 import numpy as np
-import tensorflow as tf
 
 from models import warm_start
 from models.data import SideSpec
 from models.ranking import RankingModel
 from models.retrieval import TwoTowerModel
-from pipeline.configs import RankingConfig, RetrievalConfig
-from tests.test_models import batch
+from core.configs import RankingConfig, RetrievalConfig
+from tests.tensor_helpers import batch
 
 USER_VOCAB = [b'u1', b'u2', b'u3', b'u4']
 ITEM_VOCAB = [b'i1', b'i2', b'i3', b'i4', b'i5', b'i6']
