@@ -274,7 +274,7 @@ def input_layout(args: argparse.Namespace):
   every pattern.
   """
   import dataclasses
-  from pipeline.configs import InputLayout
+  from core.configs import InputLayout
   from pipeline.data_layout import SPAN_DIR, LayoutError, resolve_layout
   if not _is_url(args.data_dir) and os.path.isdir(args.data_dir):
     if not args.data_dir.startswith(('/gcs/', IMAGE_WORKDIR + '/')):
@@ -317,7 +317,7 @@ def beam_args(args: argparse.Namespace):
 
 def build_pipeline(args: argparse.Namespace):
   from pipeline import cli
-  from pipeline.configs import PIPELINE_NAME
+  from core.configs import PIPELINE_NAME
   from pipeline.pipeline import create_pipeline
   retrieval, ranking, gates, ingest = cli.configs_from_args(args)
   root = args.pipeline_root.rstrip('/')
@@ -363,7 +363,7 @@ def submit(args: argparse.Namespace, template: str, aiplatform_module=None) -> i
   credentials are one line on stderr, nothing submitted.
   """
   from google.auth import exceptions as auth_exceptions  # pylint: disable=import-outside-toplevel
-  from pipeline.configs import PIPELINE_NAME
+  from core.configs import PIPELINE_NAME
   aiplatform = aiplatform_module or _aiplatform()
   display_name = args.display_name or PIPELINE_NAME
   try:

@@ -82,7 +82,7 @@ def main(argv=None) -> int:
   warnings.filterwarnings('ignore', category=FutureWarning)
   warnings.filterwarnings('ignore', category=DeprecationWarning)
   from pipeline import cli, report, run_summary
-  from pipeline.configs import PIPELINE_NAME
+  from core.configs import PIPELINE_NAME
   from pipeline.data_layout import LayoutError, resolve_layout
   from pipeline.pipeline import create_pipeline
   from tfx import v1 as tfx

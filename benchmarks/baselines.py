@@ -1,6 +1,6 @@
 """Reference baselines for the retrieval and ranking pipeline, scored on the seed split.
 
-Every top-k figure goes through `pipeline.retrieval_metrics` so the baselines and the
+Every top-k figure goes through `core.retrieval_metrics` so the baselines and the
 pipeline's evaluator share one rule (pessimistic ranks over the whole items.csv catalogue).
 Each baseline is a pure function of DataFrames (ids as str) returning a metrics dict.
 
@@ -20,7 +20,7 @@ import pandas as pd
 if __package__ in (None, ''):  # run as `python benchmarks/baselines.py`: make the repo importable
   sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from pipeline.retrieval_metrics import rank_of_target, top_k_rates
+from core.retrieval_metrics import rank_of_target, top_k_rates
 
 KS = (10, 50, 100)
 UNSEEN_KS = (10, 100)

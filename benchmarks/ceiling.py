@@ -7,7 +7,7 @@ answers reach on the same split: EASE over a grid of its regulariser, RP3beta (P
 source of an ensemble's gain), a shift of the two-tower's scores towards or away from
 popularity, and the two-tower with the items nobody had rated in train by the time the user
 was last active pushed down (what time features could add at best). Every row is ranked by
-pipeline.retrieval_metrics, the rule of the pipeline's own evaluator.
+core.retrieval_metrics, the rule of the pipeline's own evaluator.
 
 Run after `make benchmark`, on its split and its pushed retrieval model:
 

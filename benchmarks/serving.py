@@ -81,7 +81,7 @@ def synthetic_catalogue(real: np.ndarray, size: int, kind: str,
 def feed_at_scale(retrieval, ranking, ids: np.ndarray, embeddings: np.ndarray,
                   train: 'pd.DataFrame', index: str, feed_lib):
   """The feed module (as FeedModelBuilder makes it) over the given catalogue embeddings."""
-  from pipeline.configs import FeedConfig
+  from core.configs import FeedConfig
   config = FeedConfig()
   users = np.unique(train['user_id'].to_numpy())
   keys, max_seen = feed_lib.seen_pairs(train['user_id'].to_numpy(), train['item_id'].to_numpy(),

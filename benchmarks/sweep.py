@@ -46,7 +46,7 @@ class _FnArgs:
     from tfx.components.util import tfxio_utils
     from tfx.types import artifact_utils, standard_artifacts
 
-    from pipeline import features as F
+    from core import features as F
     examples = standard_artifacts.Examples()
     examples.uri = _latest(os.path.join(pipeline_root, 'InteractionExampleGen', 'examples'))
     examples.split_names = artifact_utils.encode_split_names(list(F.SPLITS))
@@ -97,8 +97,8 @@ def retrieval_metrics(fn_args: _FnArgs, tft_output, variant: Dict[str, Any],
   from components.retrieval_evaluator.executor import evaluate_retrieval, evaluation_inputs
   from models import data, retrieval
   from models.feature_store import build_stores
-  from pipeline import features as F
-  from pipeline.configs import RetrievalConfig, config_from_dict
+  from core import features as F
+  from core.configs import RetrievalConfig, config_from_dict
   config = config_from_dict(RetrievalConfig, variant)
   users, items = build_stores(fn_args.train_files, tft_output)
   model, _, _ = retrieval.train(fn_args, tft_output, config, items=items)
@@ -116,8 +116,8 @@ def retrieval_metrics(fn_args: _FnArgs, tft_output, variant: Dict[str, Any],
 def ranking_metrics(fn_args: _FnArgs, tft_output, variant: Dict[str, Any],
                     feed: bool = False) -> Dict[str, float]:
   from models import data, ranking
-  from pipeline import features as F
-  from pipeline.configs import RankingConfig, config_from_dict
+  from core import features as F
+  from core.configs import RankingConfig, config_from_dict
   from models.feature_store import build_stores
   config = config_from_dict(RankingConfig, variant)
   users, items = build_stores(fn_args.train_files, tft_output)  # read once: train and feed
@@ -159,7 +159,7 @@ def main(argv=None) -> int:
                            'of the other stage')
   args = parser.parse_args(argv)
   from pipeline.cli import config_fields
-  from pipeline.configs import RankingConfig, RetrievalConfig
+  from core.configs import RankingConfig, RetrievalConfig
   # The runners' check of --retrieval-config / --ranking-config: a misspelt field or a wrong
   # type stops here, not after the rows before it have trained.
   check = config_fields(RetrievalConfig if args.stage == 'retrieval' else RankingConfig)

@@ -15,7 +15,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 from tfx_bsl.public import tfxio
 
-from pipeline import features as F
+from core import features as F
 
 
 def split_files(files: Iterable[str], split: str) -> List[str]:

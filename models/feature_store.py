@@ -11,7 +11,7 @@ import numpy as np
 import tensorflow as tf
 
 from models import data
-from pipeline import features as F
+from core import features as F
 
 
 class FeatureStore(tf.Module):

@@ -13,8 +13,8 @@ from typing import List, Optional
 
 import tensorflow as tf
 
-from pipeline import features as F
-from pipeline.configs import InputLayout
+from core import features as F
+from core.configs import InputLayout
 
 SPAN_DIR = 'span-{SPAN}'
 _SPAN_RE = re.compile(r'^span-(\d+)$')

@@ -26,7 +26,7 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 import jinja2  # noqa: E402
 import markupsafe  # noqa: E402
 
-from pipeline import features as F  # noqa: E402
+from core import features as F  # noqa: E402
 from pipeline import run_summary  # noqa: E402
 from pipeline.pipeline import (FEED_PUSHER, RANKING_EVALUATOR, RANKING_PUSHER,  # noqa: E402
                                RANKING_TRAINER, RETRIEVAL_EVALUATOR, RETRIEVAL_PUSHER,

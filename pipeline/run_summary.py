@@ -428,7 +428,7 @@ def _first_output(nodes, artifact_type: str, key: Optional[str] = None,
 
 def split_dirs(uri: str) -> Dict[str, str]:
   """{split: folder} of an artifact with Split-* folders, train and eval first."""
-  from pipeline import features as F
+  from core import features as F
   found = {os.path.basename(d)[len('Split-'):]: d
            for d in sorted(glob.glob(os.path.join(uri, 'Split-*')))}
   order = {s: i for i, s in enumerate(F.SPLITS)}

@@ -9,7 +9,7 @@ import pytest
 
 from benchmarks import baselines
 from benchmarks.split import load_split, write_seed_split
-from pipeline.retrieval_metrics import rank_of_target
+from core.retrieval_metrics import rank_of_target
 
 
 def _frame(pairs):

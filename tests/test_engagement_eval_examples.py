@@ -8,7 +8,7 @@ import tensorflow as tf
 from tfx.types import artifact_utils, standard_artifacts
 
 from components.engagement_eval_examples import executor
-from pipeline import features as F
+from core import features as F
 
 
 def _write(path, rows):

@@ -1,6 +1,6 @@
 """--eval-max-users bounds the feed evaluation as well as the retrieval evaluation."""
 from pipeline import pipeline as P
-from pipeline.configs import GateConfig
+from core.configs import GateConfig
 from pipeline.data_layout import resolve_layout
 
 

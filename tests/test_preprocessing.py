@@ -8,7 +8,7 @@ import tensorflow_transform as tft
 import tensorflow_transform.beam as tft_beam
 from tensorflow_transform.tf_metadata import dataset_metadata, schema_utils
 
-from pipeline import features as F
+from core import features as F
 from transforms.preprocessing import preprocessing_fn
 
 RAW_SPEC = {

@@ -9,7 +9,7 @@ import os
 import pytest
 
 from components.atomic_pusher import executor as pusher
-from components.atomic_pusher import publisher
+from core import publish as publisher
 from components.segmentation import executor as segmentation
 
 MODEL_FILES = {'saved_model.pb', 'fingerprint.pb', 'variables/variables.index',

@@ -15,7 +15,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 from tensorflow_transform import schema_inference
 
-from pipeline import features as F
+from core import features as F
 
 DEFAULT_CONFIG = {
     # At most this many values per categorical vocabulary (the rest share the OOV row).

@@ -20,7 +20,7 @@ from tfx.proto import pusher_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import io_utils, proto_utils
 
-from components.atomic_pusher import publisher
+from core import publish as publisher
 
 TEMP_PREFIX = publisher.STAGING_PREFIX
 

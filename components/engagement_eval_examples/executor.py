@@ -19,7 +19,7 @@ from tfx import types
 from tfx.dsl.components.base import base_beam_executor
 from tfx.types import artifact_utils
 
-from pipeline import features as F
+from core import features as F
 
 OUTPUT_SPLIT = F.EVAL
 FILE_PREFIX = 'data_tfrecord'

@@ -13,7 +13,7 @@ from tfx.proto import example_gen_pb2
 from tfx.proto import range_config_pb2
 
 from components.interaction_example_gen import driver, executor
-from pipeline import features as F
+from core import features as F
 
 
 def input_config(train: str, eval_: str, items: str, users: Optional[str]) -> example_gen_pb2.Input:

@@ -31,7 +31,7 @@ from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import proto_utils
 
-from pipeline import features as F
+from core import features as F
 
 Row = Dict[str, str]
 

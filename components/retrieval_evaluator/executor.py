@@ -18,18 +18,11 @@ from tfx.utils import io_utils
 from tfx.utils import path_utils
 
 from models import data
-from pipeline import features as F
-from pipeline.retrieval_metrics import rank_of_target, top_k_rates
+from core import features as F
+from core.artifacts import embed, write_blessing
+from core.retrieval_metrics import rank_of_target, top_k_rates
 
 METRICS_FILE = 'metrics.json'
-BLESSED_FILE = 'BLESSED'
-NOT_BLESSED_FILE = 'NOT_BLESSED'
-
-
-def _embed(fn, ids: np.ndarray, batch: int = 4096) -> np.ndarray:
-  parts = [fn(tf.constant(ids[i:i + batch]))['embeddings'].numpy()
-           for i in range(0, len(ids), batch)]
-  return np.concatenate(parts).astype(np.float32)
 
 
 def evaluate_retrieval(model, eval_users: np.ndarray, eval_items: np.ndarray,
@@ -55,8 +48,8 @@ def evaluate_retrieval(model, eval_users: np.ndarray, eval_items: np.ndarray,
   if missing:
     raise ValueError(f'{len(missing)} eval items are not in the catalogue, e.g. {missing[:3]}')
   users, user_row = np.unique(eval_users, return_inverse=True)
-  user_emb = _embed(model.signatures['embed_users'], users)
-  item_emb = _embed(model.signatures['embed_items'], catalogue)
+  user_emb = embed(model.signatures['embed_users'], users)
+  item_emb = embed(model.signatures['embed_items'], catalogue)
   target = np.array([column[i] for i in eval_items], dtype=np.int64)
   block = max(1, int(2e7 // max(1, len(catalogue))))
   ranks, ranks_unseen = [], []
@@ -140,14 +133,7 @@ class Executor(base_executor.BaseExecutor):
         json.dumps({'metrics': metrics, 'baseline': baseline, **decision}, indent=2))
 
     blessing = artifact_utils.get_single_instance(output_dict['blessing'])
-    blessing.set_string_custom_property('current_model', model_artifact.uri)
-    blessing.set_int_custom_property('current_model_id', model_artifact.id)
     if baseline_artifacts:
       blessing.set_string_custom_property('baseline_model', baseline_artifacts[0].uri)
       blessing.set_int_custom_property('baseline_model_id', baseline_artifacts[0].id)
-    blessed = decision['blessed']
-    io_utils.write_string_file(
-        os.path.join(blessing.uri, BLESSED_FILE if blessed else NOT_BLESSED_FILE), '')
-    blessing.set_int_custom_property('blessed', int(blessed))
-    if not blessed:
-      blessing.set_string_custom_property('reasons', '; '.join(decision['reasons']))
+    write_blessing(blessing, decision['blessed'], decision['reasons'], model_artifact)
