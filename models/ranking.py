@@ -14,7 +14,7 @@ With no rating column (implicit feedback) only the engagement head exists.
 Early stopping watches a held-out share of the training rows, never the eval split: the
 rating RMSE when there is a rating, else the engagement AUC (against fresh negatives).
 """
-from typing import Dict, Optional, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -27,9 +27,9 @@ from models import data, optimizers, warm_start
 from models.feature_store import FeatureStore, build_stores, item_features
 from models.history import training_callbacks
 from models.towers import Encoder, mlp, table_penalty
-from models.warmup import write_warmup_requests
-from pipeline import features as F
-from pipeline.configs import RankingConfig, config_from_dict
+from models.warmup import write_warmup
+from core import features as F
+from core.configs import RankingConfig, config_from_dict
 
 SIGNATURE = 'rank'
 RATING = 'rating'
@@ -254,6 +254,15 @@ class RankingServing(tf.Module):
             'serving_default': self.serve_examples.get_concrete_function()}
 
 
+def serialized_examples(user_ids: Sequence[bytes], item_ids: Sequence[bytes]) -> np.ndarray:
+  """serving_default's input: one serialized tf.Example per (user, item) pair."""
+  def example(user, item):
+    feature = {F.USER_ID: tf.train.Feature(bytes_list=tf.train.BytesList(value=[user])),
+               F.ITEM_ID: tf.train.Feature(bytes_list=tf.train.BytesList(value=[item]))}
+    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+  return np.array([example(u, i) for u, i in zip(user_ids, item_ids)], dtype=object)
+
+
 def _validation_every(share: float) -> int:
   """Every n-th training row is held out for early stopping (0: none held out)."""
   return max(2, int(round(1 / share))) if share > 0 else 0
@@ -333,8 +342,10 @@ def run_fn(fn_args) -> None:
   serving = RankingServing(model, tft_output.transform_features_layer(), users, items)
   tf.saved_model.save(serving, fn_args.serving_model_dir, signatures=serving.signatures())
   sample = min(8, len(users.ids.numpy()), len(items.ids.numpy()))
-  write_warmup_requests(fn_args.serving_model_dir, SIGNATURE,
-                        {'user_id': users.ids.numpy()[:sample].astype(bytes),
-                         'item_id': items.ids.numpy()[:sample].astype(bytes)})
+  user_ids = users.ids.numpy()[:sample].astype(bytes)
+  item_ids = items.ids.numpy()[:sample].astype(bytes)
+  write_warmup(fn_args.serving_model_dir, {
+      SIGNATURE: {'user_id': user_ids, 'item_id': item_ids},
+      'serving_default': {'examples': serialized_examples(user_ids, item_ids)}})
   data.write_history(fn_args.model_run_dir, history)
   logging.info('Ranking model exported to %s', fn_args.serving_model_dir)

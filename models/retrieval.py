@@ -18,9 +18,9 @@ from models.feature_store import FeatureStore, build_stores, item_features
 from models.history import training_callbacks
 from models.index import make_index
 from models.towers import Tower, member_outputs, members_of, towers
-from models.warmup import write_warmup_requests
-from pipeline import features as F
-from pipeline.configs import RetrievalConfig, config_from_dict
+from models.warmup import write_warmup
+from core import features as F
+from core.configs import RetrievalConfig, config_from_dict
 
 SIGNATURE = 'retrieve'
 
@@ -218,8 +218,11 @@ class RetrievalServing(tf.Module):
     return {'text': self.items.text(item_id, self.display_key)}
 
   def signatures(self) -> Dict[str, Any]:
+    retrieve = self.retrieve.get_concrete_function()
+    # serving_default: what a client that names no signature gets, the candidates.
     return {
-        SIGNATURE: self.retrieve.get_concrete_function(),
+        SIGNATURE: retrieve,
+        'serving_default': retrieve,
         'display': self.display.get_concrete_function(),
         'audience': self.audience.get_concrete_function(),
         'embed_users': self.embed_users.get_concrete_function(),
@@ -286,7 +289,10 @@ def run_fn(fn_args) -> None:
              if config.index == 'scann' else None)
   tf.saved_model.save(serving, fn_args.serving_model_dir, signatures=serving.signatures(),
                       options=options)
-  write_warmup_requests(fn_args.serving_model_dir, SIGNATURE,
-                        {'user_id': users.ids.numpy()[:8].astype(bytes)})
+  user_ids = {'user_id': users.ids.numpy()[:8].astype(bytes)}
+  item_ids = {'item_id': items.ids.numpy()[:8].astype(bytes)}
+  write_warmup(fn_args.serving_model_dir, {
+      SIGNATURE: user_ids, 'serving_default': user_ids, 'embed_users': user_ids,
+      'audience': item_ids, 'embed_items': item_ids, 'display': item_ids})
   data.write_history(fn_args.model_run_dir, history)
   logging.info('Retrieval model exported to %s', fn_args.serving_model_dir)

@@ -28,8 +28,8 @@ from components.retrieval_evaluator.component import RetrievalEvaluator
 from components.segmentation.component import UserSegmenter
 from components.feed_model.component import FeedModelBuilder
 from components.serving_check.component import ServingCheck
-from pipeline import features as F
-from pipeline.configs import (GateConfig, IngestConfig, InputLayout, RankingConfig,
+from core import features as F
+from core.configs import (GateConfig, IngestConfig, InputLayout, RankingConfig,
                               RetrievalConfig)
 from transforms.preprocessing import DEFAULT_CONFIG as TRANSFORM_DEFAULTS
 
@@ -90,7 +90,14 @@ def engagement_eval_config(gates: GateConfig) -> tfma.EvalConfig:
       tfma.MetricDirection.HIGHER_IS_BETTER, -gates.max_auc_drop)
 
 
-def code_fingerprint(*packages: str) -> str:
+# The packages whose code each component runs (user code by dotted path, and what it
+# imports): a change elsewhere (the report, the CLIs, this file) keeps their cached results.
+TRANSFORM_CODE = ('transforms', 'core')
+TRAINER_CODE = ('models', 'core')
+COMPONENT_CODE = ('components', 'models', 'core')
+
+
+def code_fingerprint(*packages: str, root: Optional[str] = None) -> str:
   """A hash of the user code the Transform and Trainers import by dotted path.
 
   TFX fingerprints code passed as ``module_file``, not code referenced by dotted path; this
@@ -98,7 +105,7 @@ def code_fingerprint(*packages: str) -> str:
   cached results.
   """
   digest = hashlib.sha256()
-  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  root = root or os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   for package in packages:
     for path in sorted(glob.glob(os.path.join(root, package, '**', '*.py'), recursive=True)):
       digest.update(path[len(root):].encode())
@@ -172,9 +179,9 @@ def create_pipeline(
       preprocessing_fn=PREPROCESSING_FN,
       splits_config=tfx.proto.SplitsConfig(analyze=[F.TRAIN], transform=[]),
       materialize=False,
-      custom_config=dict(TRANSFORM_DEFAULTS, code=code_fingerprint('transforms', 'pipeline')))
+      custom_config=dict(TRANSFORM_DEFAULTS, code=code_fingerprint(*TRANSFORM_CODE)))
 
-  trainer_code = code_fingerprint('models', 'transforms', 'pipeline')
+  trainer_code = code_fingerprint(*TRAINER_CODE)
   retrieval_baseline = _latest_blessed('LatestBlessedRetrievalModel', RETRIEVAL_EVALUATOR)
   ranking_baseline = _latest_blessed('LatestBlessedRankingModel', RANKING_EVALUATOR)
 
@@ -252,7 +259,7 @@ def create_pipeline(
 
   # Every candidate is loaded in a fresh process and called like a server would before it
   # may be pushed; the check's blessing also requires the evaluation's.
-  code = code_fingerprint('components', 'models', 'transforms', 'pipeline')
+  code = code_fingerprint(*COMPONENT_CODE)
 
   def serving_check(model, blessing, kind: str, component_id: str, extra=None):
     return ServingCheck(model=model, examples=example_gen.outputs['examples'], kind=kind,
@@ -282,16 +289,19 @@ def create_pipeline(
       # The feed evaluation scores every eval user against the whole catalogue otherwise:
       # users x items, the fastest-growing cost of a run (benchmarks/SCALE.md).
       max_eval_users=gates.eval_max_users,
+      served_dir=os.path.join(serving_dir, 'feed'),
       code_version=code).with_id(FEED_BUILDER)
   feed_check = serving_check(feed.outputs['model'], feed.outputs['blessing'], 'feed', FEED_CHECK)
   feed_pusher = pusher(feed.outputs['model'], feed_check.outputs['blessing'], 'feed',
                        FEED_PUSHER)
 
   # Ad audiences and user segments come from the retrieval model's shared space; they are
-  # published beside the models only when that model is blessed.
+  # published beside the models only once that model passed its serving check and was pushed,
+  # and they name the pushed version.
   segmenter = UserSegmenter(
       examples=example_gen.outputs['examples'], model=retrieval_trainer.outputs['model'],
-      blessing=retrieval_evaluator.outputs['blessing'], num_segments=num_segments,
+      blessing=retrieval_check.outputs['blessing'],
+      pushed_model=retrieval_pusher.outputs['pushed_model'], num_segments=num_segments,
       push_dir=os.path.join(serving_dir, 'segments')).with_id(USER_SEGMENTER)
 
   return tfx.dsl.Pipeline(

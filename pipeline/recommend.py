@@ -1,13 +1,16 @@
-"""Prints a user's recommendations from the models pushed to OUT/serving.
+"""Prints a user's feed from the models pushed to OUT/serving: what the user would see.
 
-    python -m pipeline.recommend --user 42 [--output-dir OUT] [--k 10]
+    python -m pipeline.recommend --user 42 [--output-dir OUT] [--k 10] [--exclude 50,172]
 
-The feed model answers (candidates over the whole catalogue, the user's seen items removed,
-ranked); the titles come from the retrieval model's own item table.
+The pushed feed model answers (``recommend``: candidates over the whole catalogue, everything
+the user had when it was pushed left out, ranked; ``recommend_excluding`` with --exclude,
+for items seen or dismissed since). The first line says where the list comes from; the titles
+come from the retrieval model's own item table.
 """
 import argparse
 import os
 import sys
+from typing import List, Sequence, Tuple
 
 os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
@@ -38,39 +41,60 @@ def known_ids(model, side: str) -> set:
   return {i.decode() for i in ids.numpy()} if ids is not None else set()
 
 
-def recommend(output_dir: str, user: str, k: int):
-  """([(item_id, score, display text)] for ``user``, best first; whether the user is known).
+# What each ``source`` of the feed model means, and what its scores are.
+SOURCES = {
+    'model': 'from the model, over the user\'s own interactions',
+    'features': 'from the model, over the user\'s features only (no interactions yet)',
+    'popularity': 'the most popular items: the user is unknown',
+    'two models': 'retrieval then ranking (no feed model pushed: items the user has are not '
+                  'left out)',
+}
+SCORES = {
+    'model': 'engagement logit + weight x retrieval score',
+    'features': 'engagement logit + weight x retrieval score',
+    'popularity': 'share of the training interactions',
+    'two models': 'engagement logit',
+}
 
-  Uses the feed model (retrieve, drop seen items, rank) when one was pushed; otherwise the
-  retrieval and ranking models directly (seen items not removed, no retrieval blend).
+
+def recommend(output_dir: str, user: str, k: int, exclude: Sequence[str] = ()
+              ) -> Tuple[List[Tuple[str, float, str]], str]:
+  """([(item_id, score, display text)] for ``user``, best first; where the list comes from,
+  a key of SOURCES).
+
+  Uses the feed model when one was pushed; otherwise the retrieval and ranking models
+  directly (nothing left out, no retrieval blend).
   """
   import tensorflow as tf
   serving = os.path.join(output_dir, 'serving')
   retrieval = tf.saved_model.load(latest_version(serving, 'retrieval'))
-  known = user in known_ids(retrieval, 'users')
   display = retrieval.signatures['display']
   try:
     feed = tf.saved_model.load(latest_version(serving, 'feed'))
   except NoModelError:
     feed = None
   if feed is not None:
-    found = feed.signatures['recommend'](user_id=tf.constant([user]))
+    if exclude:
+      found = feed.signatures['recommend_excluding'](
+          user_id=tf.constant([user]), exclude_item_ids=tf.constant([list(exclude)]))
+    else:
+      found = feed.signatures['recommend'](user_id=tf.constant([user]))
     ids = found['item_ids'][0][:k]
     scores = found['scores'][0][:k].numpy()
     texts = display(item_id=ids)['text'].numpy()
+    source = found['source'][0].numpy().decode() if 'source' in found else 'model'
     return [(i.decode(), float(s), t.decode()) for i, s, t in zip(ids.numpy(), scores, texts)
-            if i], known
+            if i], source
   ranking = tf.saved_model.load(latest_version(serving, 'ranking'))
   found = retrieval.signatures['retrieve'](user_id=tf.constant([user]))
   items = found['item_ids'][0]
-  scores = found['scores'][0].numpy()
   ranked = ranking.signatures['rank'](user_id=tf.fill(tf.shape(items), user), item_id=items)
-  # The feed's order (engagement); a ranking model from before the engagement head: rating.
-  ranked = (ranked['engagement_logit'] if 'engagement_logit' in ranked else ranked['rating']).numpy()
+  ranked = ranked['engagement_logit'].numpy()
   texts = display(item_id=items)['text'].numpy()
-  order = ranked.argsort()[::-1][:k]
   ids = items.numpy()
-  return [(ids[i].decode(), float(ranked[i]), texts[i].decode()) for i in order], known
+  order = [i for i in ranked.argsort()[::-1] if ids[i].decode() not in set(exclude)][:k]
+  return ([(ids[i].decode(), float(ranked[i]), texts[i].decode()) for i in order],
+          'two models')
 
 
 def main(argv=None) -> int:
@@ -79,21 +103,23 @@ def main(argv=None) -> int:
   parser.add_argument('--output-dir', default=DEFAULT_OUTPUT_DIR,
                       help='the output folder of a pipeline run')
   parser.add_argument('--k', type=int, default=10, help='how many items to print')
+  parser.add_argument('--exclude', default='',
+                      help='comma-separated item ids to leave out as well (seen or dismissed '
+                      'since the model was pushed)')
   args = parser.parse_args(argv)
   if args.k < 1:
     parser.error('--k must be at least 1')
+  exclude = [i for i in args.exclude.split(',') if i]
   try:
-    rows, known = recommend(args.output_dir, args.user, args.k)
+    rows, source = recommend(args.output_dir, args.user, args.k, exclude)
   except NoModelError as e:
     print(f'error: {e}', file=sys.stderr)
     return 2
-  if not known:
-    print(f'note: user {args.user!r} is unknown (in neither users.csv nor the training '
-          'interactions): these are the most popular items', file=sys.stderr)
-  print(f'Top {len(rows)} for user {args.user}:')
-  print(f'{"#":>3}  {"item_id":<10} {"score":>6}  title')
+  print(f'Top {len(rows)} for user {args.user}: {SOURCES.get(source, source)} '
+        f'(score: {SCORES.get(source, "model score")})')
+  print(f'{"#":>3}  {"item_id":<10} {"score":>9}  title')
   for n, (item, score, text) in enumerate(rows, 1):
-    print(f'{n:>3}  {item:<10} {score:6.2f}  {text}')
+    print(f'{n:>3}  {item:<10} {score:9.4g}  {text}')
   return 0
 
 

@@ -2,8 +2,9 @@
 
 The fakes are two tiny SavedModels with the retrieval and ranking signatures (retrieval order
 a > b > ... > f, predicted rating the other way round, engagement in neither order), so every
-feed can be worked out by hand. The run-based tests build the feed from the movielens_run fixture's artifacts and load
-it in a fresh process, as TF Serving would.
+feed can be worked out by hand. The run-based tests read what the shared run's
+FeedModelBuilder and FeedServingCheck wrote, and load the feed in a fresh process, as TF
+Serving would.
 """
 import json
 import math
@@ -15,11 +16,12 @@ import sys
 import numpy as np
 import pytest
 import tensorflow as tf
-from tfx.types import artifact_utils, standard_artifacts
+from tfx.types import standard_artifacts
 
 from components.feed_model import executor as fx
+from core.artifacts import embed
 from models import warmup
-from tests.conftest import REPO
+from tests.helpers import REPO, run_artifact, run_artifacts
 
 # --- Pure functions --------------------------------------------------------------------------
 
@@ -204,11 +206,19 @@ def test_fake_feed_removes_seen_ranks_and_falls_back(tmp_path):
                                                                        'variables'))]
   assert [7, 3] not in shapes
   assert any(name.startswith('ratings.tsv') for name in os.listdir(os.path.join(moved, 'assets')))
-  # Warm-up requests for TF Serving: recommend, a few train users, a new and an unknown one.
-  (request,) = warmup.read_warmup_requests(moved)
-  assert request.model_spec.signature_name == 'recommend'
-  users = [u.decode() for u in tf.make_ndarray(request.inputs['user_id'])]
-  assert users == ['u1', 'u2', 'u4', 'u3', '__warmup_unknown_user__']
+  # Where each list comes from: u1 from its interactions, u3 from its features, zz unknown.
+  assert [v.decode() for v in out['source'].numpy()] == [
+      'model', 'model', 'features', 'popularity', 'model']
+  # Warm-up requests for TF Serving, one for every signature a client may call: a few train
+  # users, a new and an unknown one.
+  requests = warmup.read_warmup_requests(moved)
+  assert sorted(r.model_spec.signature_name for r in requests) == sorted(model.signatures)
+  assert sorted(model.signatures) == ['recommend', 'recommend_excluding', 'serving_default']
+  for request in requests:
+    users = [u.decode() for u in tf.make_ndarray(request.inputs['user_id'])]
+    assert users == ['u1', 'u2', 'u4', 'u3', '__warmup_unknown_user__']
+  out = model.signatures['serving_default'](user_id=tf.constant(['u1']))
+  assert [i.decode() for i in out['item_ids'].numpy()[0]] == ['e', 'd']
   metrics = fx.evaluate_feed(moved, FAKE_DATA)
   assert metrics['hit_rate_at_10'] == pytest.approx(2 / 3)  # u1: e; zz: a; u2: a is not in
   assert metrics['eval_users'] == 3 and metrics['unknown_eval_users'] == 1
@@ -243,6 +253,33 @@ def test_fake_feed_blends_the_retrieval_score(tmp_path):
   assert info['retrieval_weight'] == 0.0
 
 
+def test_request_exclusions_leave_out_exactly_the_items_named(tmp_path):
+  retrieval_dir, ranking_dir = _save_fakes(str(tmp_path / 'fakes'))
+  retrieval, ranking = tf.saved_model.load(retrieval_dir), tf.saved_model.load(ranking_dir)
+  data = fx.FeedData(catalogue=CATALOGUE, users=np.array(['u1', 'u2', 'u3']),
+                     train_users=np.array(['u1', 'u1', 'u2']),
+                     train_items=np.array(['a', 'b', 'f']))
+  module, info = fx.build_feed(retrieval, ranking, data, k=2, candidates=3,
+                               retrieval_weight=0.0)
+  assert info['search_k'] == 5  # 3 candidates + u1's 2 items: f is outside the window
+  ids = lambda out: [[i.decode() for i in row] for row in out['item_ids'].numpy()]
+  plain = module.recommend(tf.constant(['u1', 'u2', 'zz']))
+  # u1: window c, d, e by engagement (c=4, e=3); u2: a, b, c; zz: popular a, b (then f).
+  assert ids(plain) == [['c', 'e'], ['c', 'a'], ['a', 'b']]
+  # Rows of different lengths padded with '', a repeat, an id outside the catalogue.
+  out = module.recommend_excluding(
+      tf.constant(['u1', 'u2', 'zz']),
+      tf.constant([['c', '', 'c', 'nope'], ['', '', '', ''], ['a', '', '', '']]))
+  # u1 without c: the search reaches past its window to f (d=1, e=3, f=5): f, e.
+  assert ids(out) == [['f', 'e'], ['c', 'a'], ['b', 'f']]
+  assert np.all(np.isfinite(out['scores'].numpy()))
+  # Thousands of ids, nearly the whole catalogue among them: k stays k while items remain.
+  many = ['x%d' % n for n in range(3000)] + ['a', 'b', 'c', 'd']
+  out = module.recommend_excluding(tf.constant(['u2', 'zz']), tf.constant([many, many]))
+  assert ids(out) == [['e', ''], ['f', 'e']]
+  assert out['scores'].numpy()[0][1] == -np.inf
+
+
 def test_feed_needs_the_output_it_orders_by(tmp_path):
   retrieval_dir, ranking_dir = _save_fakes(str(tmp_path / 'implicit'),
                                            outputs=('engagement', 'engagement_logit'))
@@ -273,76 +310,42 @@ def test_warmup_writer_validates(tmp_path):
 # --- The feed model of a pipeline run --------------------------------------------------------
 
 
-def _custom(artifact, name):
-  value = artifact.custom_properties.get(name)
-  return getattr(value, value.WhichOneof('value')) if value is not None else None
-
-
-def run_artifacts(out):
-  """The run's examples, trainers' models and evaluators' blessings, as tfx Artifacts."""
-  from pipeline import pipeline as P
-  from pipeline.run_summary import OutputPaths, read_run
-  nodes = read_run(OutputPaths(out).metadata_path)
-
-  def found(node, key, cls):
-    recorded = nodes[node]['outputs'][key][0]
-    artifact = cls()
-    artifact.uri = recorded.uri
-    artifact.id = recorded.id
-    if 'split_names' in recorded.properties:
-      artifact.split_names = recorded.properties['split_names'].string_value
-    if _custom(recorded, 'blessed') is not None:
-      artifact.set_int_custom_property('blessed', _custom(recorded, 'blessed'))
-    return artifact
-
-  examples = found(P.EXAMPLE_GEN, 'examples', standard_artifacts.Examples)
-  assert set(artifact_utils.decode_split_names(examples.split_names)) == {
-      'train', 'eval', 'items', 'users'}
-  return {
-      'examples': examples,
-      'retrieval_model': found(P.RETRIEVAL_TRAINER, 'model', standard_artifacts.Model),
-      'ranking_model': found(P.RANKING_TRAINER, 'model', standard_artifacts.Model),
-      'retrieval_blessing': found(P.RETRIEVAL_EVALUATOR, 'blessing',
-                                  standard_artifacts.ModelBlessing),
-      'ranking_blessing': found(P.RANKING_EVALUATOR, 'blessing',
-                                standard_artifacts.ModelBlessing),
-  }
-
-
-def _outputs(folder):
-  outputs = {}
-  for key, cls in (('model', standard_artifacts.Model),
-                   ('evaluation', standard_artifacts.ModelEvaluation),
-                   ('blessing', standard_artifacts.ModelBlessing)):
-    artifact = cls()
-    artifact.uri = os.path.join(folder, key)
-    os.makedirs(artifact.uri)
-    outputs[key] = [artifact]
-  return outputs
-
-
 @pytest.fixture(scope='module')
-def built_feed(movielens_run, tmp_path_factory):
-  code, out, _ = movielens_run
-  assert code == 0
-  inputs = {k: [v] for k, v in run_artifacts(out).items()}
-  outputs = _outputs(str(tmp_path_factory.mktemp('feed')))
-  fx.Executor().Do(inputs, outputs, {'k': 10, 'candidates': 100, 'index': 'brute_force',
-                                     'margin_cap': 1000, 'max_eval_users': 0})
+def built_feed(tiny_run):
+  """The shared run's FeedModelBuilder inputs and outputs, as tfx Artifacts."""
+  found = run_artifacts(tiny_run[0])
+  inputs = {k: [found[k]] for k in ('examples', 'retrieval_model', 'ranking_model',
+                                     'retrieval_blessing', 'ranking_blessing')}
+  from pipeline import pipeline as P
+  outputs = {'model': [found['feed_model']], 'evaluation': [found['feed_evaluation']],
+             'blessing': [found['feed_blessing']],
+             'candidate': [run_artifact(tiny_run[0], P.FEED_BUILDER, 'candidate',
+                                        standard_artifacts.Model)]}
   return inputs, outputs
+
+
+def _export(outputs, key):
+  return os.path.join(outputs[key][0].uri, 'Format-Serving')
 
 
 def test_do_writes_model_metrics_and_blessing(built_feed):
   inputs, outputs = built_feed
-  export = os.path.join(outputs['model'][0].uri, 'Format-Serving')
-  assert os.path.exists(os.path.join(export, 'saved_model.pb'))
-  assert os.path.exists(warmup.warmup_path(export))
+  for key in ('model', 'candidate'):
+    assert os.path.exists(os.path.join(_export(outputs, key), 'saved_model.pb'))
+    assert os.path.exists(warmup.warmup_path(_export(outputs, key)))
   with open(os.path.join(outputs['evaluation'][0].uri, fx.METRICS_FILE)) as f:
     metrics = json.load(f)
-  print('feed metrics on the sample:', {k: metrics[k] for k in
-                                        ('hit_rate_at_10', 'ndcg_at_10', 'eval_users')})
-  assert 0 < metrics['hit_rate_at_10'] <= 1 and 0 < metrics['ndcg_at_10'] <= 1
-  assert metrics['eval_users'] > 100 and metrics['eval_interactions'] > metrics['eval_users']
+  data = fx.read_feed_data(inputs['examples'])
+  # The candidate (scored) leaves out the train split; the feed to push, every split.
+  pairs = lambda users, items: len(set(zip(users.tolist(), items.tolist())))
+  assert metrics['excluded_pairs'] == pairs(data.train_users, data.train_items)
+  assert metrics['served']['excluded_pairs'] == pairs(
+      np.concatenate([data.train_users, data.eval_users]),
+      np.concatenate([data.train_items, data.eval_items]))
+  assert metrics['served']['carried_from'] is None  # the first push of this output folder
+  assert 0 <= metrics['hit_rate_at_10'] <= 1 and 0 <= metrics['ndcg_at_10'] <= 1
+  assert metrics['eval_users'] == len(set(data.eval_users.tolist()))
+  assert metrics['eval_interactions'] == len(data.eval_users)
   assert metrics['search_k'] == metrics['candidates'] + metrics['margin']
   blessing = outputs['blessing'][0]
   assert blessing.get_int_custom_property('blessed') == 1
@@ -352,15 +355,28 @@ def test_do_writes_model_metrics_and_blessing(built_feed):
       inputs['retrieval_model'][0].id
 
 
+def test_feed_metrics_are_those_of_the_exported_model(built_feed):
+  """feed_metrics.json is what evaluate_feed computes on the exported model, by hand."""
+  inputs, outputs = built_feed
+  with open(os.path.join(outputs['evaluation'][0].uri, fx.METRICS_FILE)) as f:
+    metrics = json.load(f)
+  data = fx.read_feed_data(inputs['examples'])
+  model = tf.saved_model.load(_export(outputs, 'candidate'))
+  feeds = fx.recommend_all(model, np.unique(data.eval_users))
+  hits = sum(i in feeds[u][:10] for u, i in zip(data.eval_users, data.eval_items))
+  assert metrics['hit_rate_at_10'] == pytest.approx(hits / len(data.eval_users))
+
+
 def test_feed_matches_a_reference_built_from_the_two_models(built_feed):
   """Retrieve over the catalogue, drop train items, score the best 100 by engagement (and
   retrieval score), keep 10: by hand."""
   inputs, outputs = built_feed
   load = lambda artifact: tf.saved_model.load(os.path.join(artifact.uri, 'Format-Serving'))
-  feed, retrieval, ranking = (load(outputs['model'][0]), load(inputs['retrieval_model'][0]),
+  feed, retrieval, ranking = (load(outputs['candidate'][0]),
+                              load(inputs['retrieval_model'][0]),
                               load(inputs['ranking_model'][0]))
   data = fx.read_feed_data([inputs['examples'][0]])
-  items = fx._embed(retrieval.signatures['embed_items'], data.catalogue)
+  items = embed(retrieval.signatures['embed_items'], data.catalogue)
   users = ['1', '900']  # a train user; a user with a users.csv row and no train interaction
   queries = retrieval.signatures['embed_users'](user_id=tf.constant(users))['embeddings'].numpy()
   out = feed.signatures['recommend'](user_id=tf.constant(users))
@@ -377,6 +393,25 @@ def test_feed_matches_a_reference_built_from_the_two_models(built_feed):
     got = [i.decode() for i in out['item_ids'][row].numpy()]
     assert got == candidates[best].tolist()
     np.testing.assert_allclose(out['scores'][row].numpy(), expected[best], rtol=1e-4, atol=1e-4)
+
+
+def test_the_feed_to_push_never_returns_what_a_user_has(built_feed):
+  """Over every user of the run's data: no item of the user's train or eval interactions,
+  no repeats, k items; the candidate differs only in leaving eval items in."""
+  inputs, outputs = built_feed
+  data = fx.read_feed_data(inputs['examples'])
+  users = np.unique(np.concatenate([data.train_users, data.eval_users]))
+  has = {}
+  for u, i in zip(np.concatenate([data.train_users, data.eval_users]),
+                  np.concatenate([data.train_items, data.eval_items])):
+    has.setdefault(u, set()).add(i)
+  served = fx.recommend_all(tf.saved_model.load(_export(outputs, 'model')), users)
+  assert all(len(served[u]) == 10 == len(set(served[u])) for u in users)
+  assert sum(len(set(served[u]) & has[u]) for u in users) == 0
+  candidate = fx.recommend_all(tf.saved_model.load(_export(outputs, 'candidate')), users)
+  eval_has = {u: set(data.eval_items[data.eval_users == u].tolist()) for u in users}
+  # The candidate does return eval items (that is what its hit rate counts).
+  assert sum(len(set(candidate[u]) & eval_has[u]) for u in users) > 0
 
 
 FRESH_CHECK = r'''
@@ -417,7 +452,7 @@ def test_feed_model_serves_from_a_fresh_process(built_feed, tmp_path):
   assert result['unregistered_ops'] == []
   assert result['inputs'] == {'user_id': ['string', [None]]}
   assert result['outputs'] == {'item_ids': ['string', [None, 10]],
-                               'scores': ['float32', [None, 10]]}
+                               'scores': ['float32', [None, 10]], 'source': ['string', [None]]}
   ids, scores = result['item_ids'], np.array(result['scores'])
   assert np.all(np.isfinite(scores)) and np.all(np.diff(scores, axis=1) <= 1e-6)
   assert all(len(set(row)) == 10 and '' not in row for row in ids)
@@ -425,28 +460,31 @@ def test_feed_model_serves_from_a_fresh_process(built_feed, tmp_path):
   catalogue = set(data.catalogue.tolist())
   assert all(set(row) <= catalogue for row in ids)
   seen = set(data.train_items[data.train_users == '1'].tolist())
-  assert len(seen) > 10 and not seen & set(ids[0])  # the known user gets no train item
+  seen |= set(data.eval_items[data.eval_users == '1'].tolist())
+  assert len(seen) > 10 and not seen & set(ids[0])  # the known user gets nothing they have
   assert '900' not in set(data.train_users.tolist()) and '900' in set(data.users.tolist())
   assert ids[1] != ids[2]  # the cold user is served from its features, not by popularity
   popular, shares = fx.popular_items(data.train_items, data.catalogue, 10)
   assert ids[2] == popular.tolist() and scores[2] == pytest.approx(shares)  # unknown user
 
 
-def test_serving_check_blesses_the_feed_model(built_feed, tmp_path):
+def test_serving_check_blessed_the_feed_model(tiny_run):
+  """The run's FeedServingCheck probed the feed in a fresh process and blessed it."""
   from components.serving_check import executor as sx
-  inputs, outputs = built_feed
-  blessing = standard_artifacts.ModelBlessing()
-  blessing.uri = str(tmp_path / 'blessing')
-  sx.Executor().Do({'model': outputs['model'], 'examples': inputs['examples'],
-                    'model_blessing': outputs['blessing']},
-                   {'blessing': [blessing]}, {'kind': 'feed', 'batch_size': 256,
-                                              'timeout_seconds': 300, 'load_scann': 0})
+  from pipeline import pipeline as P
+  blessing = run_artifact(tiny_run[0], P.FEED_CHECK, 'blessing',
+                          standard_artifacts.ModelBlessing)
   with open(os.path.join(blessing.uri, sx.REPORT_FILE)) as f:
     report = json.load(f)
   assert blessing.get_int_custom_property('blessed') == 1, report
   names = {c['name'] for c in report['checks']}
   assert {'known_user:recommend', 'new_user:recommend', 'unknown_user:recommend',
-          'batch_256:recommend', 'no_custom_ops', 'warmup_requests'} <= names
+          'batch_256:recommend', 'no_custom_ops', 'warmup_requests',
+          'known_user:serving_default', 'known_user:recommend_excluding',
+          'batch_256:recommend_excluding'} <= names
+  # It checked the model that was pushed, not the candidate.
+  assert report['model_dir'].startswith(run_artifact(
+      tiny_run[0], P.FEED_BUILDER, 'model', standard_artifacts.Model).uri)
 
 
 def test_component_interface():
@@ -458,7 +496,8 @@ def test_component_interface():
                 examples=channel(standard_artifacts.Examples))
   builder = FeedModelBuilder(**common, ranking_blessing=channel(standard_artifacts.ModelBlessing))
   assert {k: c.type for k, c in builder.outputs.items()} == {
-      'model': standard_artifacts.Model, 'evaluation': standard_artifacts.ModelEvaluation,
+      'model': standard_artifacts.Model, 'candidate': standard_artifacts.Model,
+      'evaluation': standard_artifacts.ModelEvaluation,
       'blessing': standard_artifacts.ModelBlessing}
   assert builder.exec_properties['k'] == 10 and builder.exec_properties['candidates'] == 100
   assert builder.exec_properties['order_by'] == 'engagement'

@@ -8,10 +8,11 @@ import shutil
 import zlib
 
 import pytest
+import tensorflow as tf
 
 import local_runner
 from pipeline.data_layout import LayoutError, resolve_layout
-from tests.conftest import FAST, MOVIELENS, write
+from tests.helpers import FAST, MOVIELENS, run_artifact, write
 
 
 def _write_csv(path, header, rows):
@@ -55,10 +56,12 @@ def _is_eval(row):
   return zlib.crc32(f'{row[0]}-{row[1]}'.encode()) % 5 == 0
 
 
-def _span(data, span, users):
-  """span-N with the interactions of the first ``users`` users, pre-split (a trusted eval
-  holdout). items.csv and users.csv sit once beside the span folders."""
+def _span(data, span, users, keep=lambda row: True):
+  """span-N with the interactions of the first ``users`` users that ``keep`` accepts,
+  pre-split (a trusted eval holdout). items.csv and users.csv sit once beside the span
+  folders."""
   header, rows = _movielens(users)
+  rows = [r for r in rows if keep(r)]
   _write_csv(os.path.join(data, f'span-{span}', 'train', 'interactions.csv'), header,
              [r for r in rows if not _is_eval(r)])
   _write_csv(os.path.join(data, f'span-{span}', 'eval', 'interactions.csv'), header,
@@ -95,6 +98,8 @@ def _metrics(out):
     return json.load(f)
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(2400)
 def test_three_scheduled_runs(tmp_path, capsys):
   data, out = str(tmp_path / 'data'), str(tmp_path / 'out')
   _span(data, 1, users=120)
@@ -104,16 +109,22 @@ def test_three_scheduled_runs(tmp_path, capsys):
   # Run 1, span 1: nothing blessed yet; trains from scratch and pushes version 1. Its Beam
   # components (ExampleGen, StatisticsGen, Transform, Evaluator) run as on a laptop: the
   # DirectRunner in multi-processing mode, one worker per core.
-  assert run('--span', '1', '--beam-mode', 'multi_processing') == 0
+  assert run('--span', '1', '--beam-mode', 'multi_processing', '--beam-workers', '2') == 0
   first = _metrics(out)
+  # Three epochs on 120 users pass the default gates: the quality floors of a trained model.
+  assert first['retrieval']['blessed'] and first['ranking']['blessed'], first
+  assert 0.5 < first['ranking']['rmse'] < 1.5
+  assert first['retrieval']['top_100'] > 0.1 and first['feed']['hit_rate_at_10'] > 0
   assert first['span'] == 1
   assert first['warm_start'] == {'retrieval': None, 'ranking': None}
   v1 = _latest_versions(out)
   assert set(v1) == {'retrieval', 'ranking', 'feed'} and all(v1.values())
 
-  # Run 2, on the next delivery (the latest span, read by default): more users, so new ids.
-  # Warm-started from version 1, the new users' rows start fresh; pushed.
-  _span(data, 2, users=180)
+  # Run 2, on the next delivery (the latest span, read by default): more users, so new ids,
+  # and a third of the first users' interactions not delivered again. Warm-started from
+  # version 1, the new users' rows start fresh; pushed.
+  only_in_span_1 = lambda r: int(r[0]) <= 120 and zlib.crc32(r[1].encode()) % 3 == 0
+  _span(data, 2, users=180, keep=lambda r: not only_in_span_1(r))
   assert run('--if-new-data') == 0
   second = _metrics(out)
   assert second['span'] == 2
@@ -125,6 +136,22 @@ def test_three_scheduled_runs(tmp_path, capsys):
   assert 'warm start from version' in capsys.readouterr().out
   v2 = _latest_versions(out)
   assert all(int(v2[k]) > int(v1[k]) for k in v1)
+  # The pushed feed leaves out what users had in span 1 too, though span 2 no longer has it.
+  _, rows = _movielens(120)
+  had = {}
+  for r in rows:
+    had.setdefault(r[0], set()).add(r[1])
+  feed = tf.saved_model.load(os.path.join(out, 'serving', 'feed', v2['feed']))
+  users = sorted(had)
+  lists = feed.signatures['recommend'](user_id=tf.constant(users))['item_ids'].numpy()
+  returned = sum(len({i.decode() for i in row} & had[u]) for u, row in zip(users, lists))
+  assert returned == 0
+  from tfx.types import standard_artifacts
+  from pipeline import pipeline as P
+  evaluation = run_artifact(out, P.FEED_BUILDER, 'evaluation', standard_artifacts.ModelEvaluation)
+  with open(os.path.join(evaluation.uri, 'feed_metrics.json')) as f:
+    served = json.load(f)['served']
+  assert served['carried_from'].endswith(v1['feed']) and served['carried_pairs'] > 0
 
   # The schedule fires again before new data arrives: nothing to do, nothing changes.
   assert run('--if-new-data') == 0
@@ -145,6 +172,7 @@ def test_three_scheduled_runs(tmp_path, capsys):
     assert os.path.exists(os.path.join(out, 'serving', kind, version, 'saved_model.pb'))
 
 
+@pytest.mark.slow
 def test_curated_schema_stops_a_drifted_span(tmp_path, capsys):
   """A span whose users carry an occupation the curated schema does not know is stopped by
   the ExampleValidator before anything trains."""

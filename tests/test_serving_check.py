@@ -15,9 +15,9 @@ from tfx.types import artifact_utils, standard_artifacts
 from components.serving_check import component as sc
 from components.serving_check import executor as sx
 from components.serving_check import probe
-from pipeline import features as F
+from core import features as F
 
-CATALOGUE = {'i1', 'i2', 'i3', 'i4'}
+CATALOGUE = {'i1', 'i2', 'i3', 'i4', 'i5', 'i6'}
 
 
 def _top(ids, scores):
@@ -49,7 +49,8 @@ def test_top_list_problems(outputs, expected):
 def test_not_seen_ratings_and_vectors():
   ids = np.array([[b'i1', b'i2'], [b'i3', b'i4']], dtype=object)
   assert probe.check_not_seen(ids, ['u1', 'u2'], {'u1': ['i3'], 'u2': ['i1']}) == []
-  assert 'train items' in probe.check_not_seen(ids, ['u1', 'u2'], {'u2': ['i4']})[0]
+  assert 'items they already have' in probe.check_not_seen(ids, ['u1', 'u2'],
+                                                           {'u2': ['i4']})[0]
   two = lambda *v: np.array(v, np.float32)
   rank = {'rating': two(4.0, 3.0), 'engagement': two(0.9, 0.1), 'engagement_logit': two(2, -2)}
   assert probe.check_ratings(rank, 2) == []
@@ -148,7 +149,8 @@ def _write_split(root, split, rows):
 
 @pytest.fixture(scope='module')
 def tiny_examples(tmp_path_factory):
-  """u1 saw i1 and i2, u2 saw i1; u3 has a users row only; the catalogue is i1..i4."""
+  """u1 saw i1 and i2, u2 saw i1 (and i3 in eval); u3 has a users row only; the catalogue
+  is i1..i6."""
   root = str(tmp_path_factory.mktemp('examples'))
   train = [('u1', 'i1'), ('u1', 'i2'), ('u2', 'i1')]
   _write_split(root, F.TRAIN, [{F.USER_ID: u, F.ITEM_ID: i, F.RATING: 4.0} for u, i in train])
@@ -162,23 +164,38 @@ def tiny_examples(tmp_path_factory):
 
 
 class TinyFeed(tf.Module):
-  """Everyone gets i3, i4 (nobody's train items); ``fault`` breaks the answer:
-  'nan' scores, the wrong 'shape' ([batch] instead of [batch, 2]) or 'seen' items (i1, i2)."""
+  """Everyone gets the first two of i4, i5, i6 (nobody has them) that the request does not
+  leave out; ``fault`` breaks the answer: 'nan' scores, the wrong 'shape' ([batch] instead of
+  [batch, 2]), 'seen' items (i1, i2) or request exclusions 'ignored'."""
 
   def __init__(self, fault=None):
     super().__init__()
     self.fault = fault
-    self.scores = tf.Variable([2.0, 1.0])
+    self.scores = tf.Variable([2.0, 1.0, 0.5])
 
   @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='user_id')])
   def recommend(self, user_id):
+    return self._answer(user_id, tf.fill([tf.shape(user_id)[0], 1], ''))
+
+  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='user_id'),
+                                tf.TensorSpec([None, None], tf.string, name='exclude_item_ids')])
+  def recommend_excluding(self, user_id, exclude_item_ids):
+    if self.fault == 'ignored':
+      exclude_item_ids = tf.fill([tf.shape(user_id)[0], 1], '')
+    return self._answer(user_id, exclude_item_ids)
+
+  def _answer(self, user_id, exclude_item_ids):
     batch = tf.shape(user_id)[0]
-    ids = tf.tile(tf.constant([['i3', 'i4']]), [batch, 1])
-    scores = tf.tile(self.scores[tf.newaxis, :], [batch, 1])
+    items = tf.constant(['i4', 'i5', 'i6'])
+    if self.fault == 'seen':
+      items = tf.constant(['i1', 'i2', 'i6'])
+    left_out = tf.reduce_any(tf.equal(items[tf.newaxis, :, tf.newaxis],
+                                      exclude_item_ids[:, tf.newaxis, :]), axis=-1)
+    key = tf.where(left_out, -np.inf, tf.tile(self.scores[tf.newaxis, :], [batch, 1]))
+    scores, columns = tf.math.top_k(key, k=2)
+    ids = tf.where(tf.math.is_finite(scores), tf.gather(items, columns), '')
     if self.fault == 'nan':
       scores = scores * tf.constant([np.nan, 1.0])
-    if self.fault == 'seen':
-      ids = tf.tile(tf.constant([['i1', 'i2']]), [batch, 1])
     if self.fault == 'shape':
       ids, scores = ids[:, 0], scores[:, 0]
     return {'item_ids': ids, 'scores': scores}
@@ -189,8 +206,11 @@ def _check(tmp_path, examples, model, kind='feed', **inputs):
   model_artifact.uri = str(tmp_path / 'model')
   model_artifact.id = 7
   if isinstance(model, tf.Module):
+    recommend = model.recommend.get_concrete_function()
     tf.saved_model.save(model, os.path.join(model_artifact.uri, 'Format-Serving'),
-                        signatures={'recommend': model.recommend.get_concrete_function()})
+                        signatures={'recommend': recommend, 'serving_default': recommend,
+                                    'recommend_excluding':
+                                        model.recommend_excluding.get_concrete_function()})
   else:
     model_artifact.uri = model
   blessing = standard_artifacts.ModelBlessing()
@@ -209,14 +229,18 @@ def test_a_good_model_is_blessed(tiny_examples, tmp_path):
   assert blessing.get_int_custom_property('blessed') == 1, report['reasons']
   assert blessing.get_int_custom_property('current_model_id') == 7
   assert os.path.exists(os.path.join(blessing.uri, 'BLESSED'))
+  requests = ('known_user', 'new_user', 'unknown_user', 'batch_256')
   assert [c['name'] for c in report['checks']] == [
-      'no_custom_ops', 'loads_in_fresh_process', 'signatures', 'known_user:recommend',
-      'new_user:recommend', 'unknown_user:recommend', 'batch_256:recommend',
-      'same_list_width', 'warmup_requests']
+      'no_custom_ops', 'loads_in_fresh_process', 'signatures'] + [
+          f'{r}:{s}' for r in requests
+          for s in ('recommend', 'serving_default', 'recommend_excluding')] + [
+              'same_list_width', 'warmup_requests']
 
 
 @pytest.mark.parametrize('fault, reason', [('nan', 'non-finite scores'),
-                                           ('shape', 'shape')])
+                                           ('shape', 'shape'),
+                                           ('seen', 'items they already have'),
+                                           ('ignored', 'returns excluded items')])
 def test_a_broken_model_is_not_blessed(tiny_examples, tmp_path, fault, reason):
   blessing, report = _check(tmp_path, tiny_examples, TinyFeed(fault))
   assert blessing.get_int_custom_property('blessed') == 0
@@ -225,14 +249,19 @@ def test_a_broken_model_is_not_blessed(tiny_examples, tmp_path, fault, reason):
   assert 'known_user:recommend' in blessing.get_string_custom_property('reasons')
 
 
-def test_the_run_ranking_model_passes_its_contract(movielens_run, tmp_path):
-  from tests.test_feed_model import run_artifacts
-  code, out, _ = movielens_run
-  assert code == 0
-  artifacts = run_artifacts(out)
-  blessing, report = _check(tmp_path, artifacts['examples'], artifacts['ranking_model'].uri,
-                            kind='ranking', model_blessing=[artifacts['ranking_blessing']])
+@pytest.mark.parametrize('node,expected', [
+    ('RankingServingCheck', {'new_user:rank', 'unknown_user:serving_default',
+                             'unknown_item:rank', 'batch_256:rank'}),
+    ('RetrievalServingCheck', {'known_user:retrieve', 'unknown_user:retrieve',
+                               'batch_256:retrieve'}),
+])
+def test_the_run_models_passed_their_contracts(tiny_run, node, expected):
+  """The shared run's trained models, probed by the run's own checks in a fresh process."""
+  from tests.helpers import run_artifact
+  blessing = run_artifact(tiny_run[0], node, 'blessing', standard_artifacts.ModelBlessing)
+  with open(os.path.join(blessing.uri, sx.REPORT_FILE)) as f:
+    report = json.load(f)
   assert blessing.get_int_custom_property('blessed') == 1, report['reasons']
   names = {c['name'] for c in report['checks']}
-  assert {'new_user:rank', 'unknown_user:serving_default', 'unknown_item:rank',
-          'batch_256:rank'} <= names
+  assert expected <= names, names
+  assert all(c['passed'] for c in report['checks'])

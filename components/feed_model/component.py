@@ -1,11 +1,13 @@
 """FeedModelBuilder component: "what should this user see next?" as one servable model.
 
 Inputs: the retrieval and ranking Trainers' models, the ExampleGen output (items: the
-catalogue; users; train: what each user has seen and item popularity; eval: the feed
-metrics) and, optionally, each model's blessing. Outputs: ``model`` (a SavedModel at
-<uri>/Format-Serving like a Trainer's, signature ``recommend``), ``evaluation``
-(feed_metrics.json) and ``blessing`` (blessed iff every input blessing wired in is blessed).
-executor.py describes the model.
+catalogue; users; train: what each user has and item popularity; eval: the feed metrics)
+and, optionally, each model's blessing. Outputs: ``candidate`` (the feed that leaves out the
+train split only, which the metrics score on eval), ``model`` (the feed to push: it leaves out
+every split of the run and what the feed served under ``served_dir`` left out; written only
+when every input blessing is blessed), both SavedModels at <uri>/Format-Serving like a
+Trainer's; ``evaluation`` (feed_metrics.json) and ``blessing`` (blessed iff every input
+blessing wired in is blessed). executor.py describes the model.
 """
 from typing import Optional
 
@@ -28,6 +30,8 @@ class FeedModelBuilderSpec(types.ComponentSpec):
       'max_eval_users': ExecutionParameter(type=int),
       'order_by': ExecutionParameter(type=str, optional=True),  # 'engagement' | 'rating'
       'retrieval_weight': ExecutionParameter(type=float, optional=True),
+      # The pushed feeds' folder (SERVING/feed): the latest one's exclusions carry forward.
+      'served_dir': ExecutionParameter(type=str, optional=True),
       # Not read by the executor: a hash of the code, so that a code change invalidates the
       # cached result (pass pipeline.code_fingerprint('components', 'models')).
       'code_version': ExecutionParameter(type=str, optional=True),
@@ -43,6 +47,7 @@ class FeedModelBuilderSpec(types.ComponentSpec):
   }
   OUTPUTS = {
       'model': ChannelParameter(type=standard_artifacts.Model),
+      'candidate': ChannelParameter(type=standard_artifacts.Model),
       'evaluation': ChannelParameter(type=standard_artifacts.ModelEvaluation),
       'blessing': ChannelParameter(type=standard_artifacts.ModelBlessing),
   }
@@ -56,7 +61,7 @@ class FeedModelBuilder(base_component.BaseComponent):
     is served). margin_cap: at most this many extra items are retrieved to make up for the
     user's train items, which are removed. max_eval_users: score that many sampled eval users
     for the metrics (0 = all). order_by, retrieval_weight: how candidates are ordered
-    (pipeline.configs.FeedConfig, executor.py). code_version: any string that changes with
+    (core.configs.FeedConfig, executor.py). code_version: any string that changes with
     the code (caching).
   """
 
@@ -71,7 +76,7 @@ class FeedModelBuilder(base_component.BaseComponent):
                margin_cap: int = 1000, max_eval_users: int = 0,
                order_by: str = executor.FEED_DEFAULTS.order_by,
                retrieval_weight: float = executor.FEED_DEFAULTS.retrieval_weight,
-               code_version: str = ''):
+               served_dir: str = '', code_version: str = ''):
     if index not in executor.INDEXES:
       raise ValueError(f'unknown index {index!r}; expected one of {executor.INDEXES}')
     if order_by not in executor.ORDERS:
@@ -83,8 +88,10 @@ class FeedModelBuilder(base_component.BaseComponent):
         retrieval_blessing=retrieval_blessing, ranking_blessing=ranking_blessing,
         k=int(k), candidates=int(candidates), index=index, margin_cap=int(margin_cap),
         max_eval_users=int(max_eval_users), order_by=order_by,
-        retrieval_weight=float(retrieval_weight), code_version=code_version,
+        retrieval_weight=float(retrieval_weight), served_dir=served_dir,
+        code_version=code_version,
         model=types.Channel(type=standard_artifacts.Model),
+        candidate=types.Channel(type=standard_artifacts.Model),
         evaluation=types.Channel(type=standard_artifacts.ModelEvaluation),
         blessing=types.Channel(type=standard_artifacts.ModelBlessing))
     super().__init__(spec=spec)

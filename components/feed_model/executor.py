@@ -1,13 +1,14 @@
 """FeedModelBuilder executor: one SavedModel answering "what should this user see next?".
 
-``recommend(user_id)`` -> ``item_ids`` [batch, k] (tf.string), ``scores`` [batch, k] (float32):
+``recommend(user_id)`` -> ``item_ids`` [batch, k] (tf.string), ``scores`` [batch, k]
+(float32), ``source`` [batch] (tf.string: SOURCES):
 
 1. The user is embedded by the retrieval model's ``embed_users`` (from the id, or from the
    users-split features for a user with no training interaction).
 2. A BruteForce (or ScaNN) index over the whole catalogue, embedded with ``embed_items`` at
    build time, returns the best ``candidates + margin`` items, where margin is the largest
-   number of train items of any user (capped at ``margin_cap`` and at the catalogue size).
-3. The user's train items are removed (never returned), the first ``candidates`` remaining
+   number of items any user has (capped at ``margin_cap`` and at the catalogue size).
+3. The items the user has are removed (never returned), the first ``candidates`` remaining
    ones are scored with the ranking model's ``rank`` signature, and the best ``k`` are
    returned, best first. With ``order_by='engagement'`` (the default) the score is the
    ranking model's engagement logit plus ``retrieval_weight`` times the retrieval score (the
@@ -16,21 +17,29 @@
    ``order_by='rating'`` the score is the predicted rating. The rating is the wrong order
    for a feed: it says how much u would like i after watching it, not whether u would watch
    it, and re-ranking by it undoes most of what retrieval found.
-4. A user unknown everywhere (neither in the users split nor in train) gets the ``k`` most
-   popular train items instead; their scores are popularity shares (the item's share of
-   the train interactions), not ranking scores.
+4. A user unknown everywhere (neither in the users split nor among the users with items)
+   gets the ``k`` most popular train items instead; their scores are popularity shares (the
+   item's share of the train interactions), not ranking scores.
+
+What "the items the user has" means is the build's choice (``build_feed``'s ``exclude``): the
+candidate, which the offline metrics score on eval, leaves out the train split; the feed that
+is pushed leaves out everything known when it is pushed (every split, and what the feed
+pushed before left out, so that earlier spans stay out). ``recommend_excluding(user_id,
+exclude_item_ids)`` also leaves out items named in the request (seen or dismissed since the
+push); it is a second signature rather than an optional input because TF Serving's Predict
+API requires a request to give every input of the signature it calls. ``serving_default``
+is ``recommend``.
 
 If a row has fewer than ``k`` unseen candidates within the searched window (only when a
-user has seen more than ``margin_cap`` items, or nearly the whole catalogue), the list ends
-with '' ids scored -inf.
+user has more than ``margin_cap`` items, or nearly the whole catalogue), the list ends with
+'' ids scored -inf.
 
 The two input SavedModels are loaded with ``tf.saved_model.load`` and their signatures are
 called from a new ``tf.Module``. Only the variables, tables and assets those signatures
 capture are tracked (``tracked_dependencies``), so the retrieval model's own indexes (and
 their ScaNN ops, if any) stay out; the Transform vocabularies are copied into the new
-assets/ folder by the saver. The export also gets TF Serving warm-up requests.
-
-The feed metrics come from the exported model, loaded back from disk, on the eval users.
+assets/ folder by the saver. The export also gets TF Serving warm-up requests for each
+signature.
 """
 import dataclasses
 import json
@@ -47,16 +56,20 @@ from tfx.types import artifact_utils
 from tfx.utils import io_utils
 from tfx.utils import path_utils
 
-from components.serving_check.executor import upstream_reasons, write_blessing
 from models import data
 from models.index import KINDS as index_kinds, make_index
 from models import warmup
-from pipeline import features as F
-from pipeline.configs import FeedConfig
+from core import features as F
+from core.artifacts import embed, upstream_reasons, write_blessing
+from core.configs import FeedConfig
 
 FEED_DEFAULTS = FeedConfig()
 
 SIGNATURE = 'recommend'
+EXCLUDING_SIGNATURE = 'recommend_excluding'
+# Where a user's list comes from (the ``source`` output): the model from the user's own
+# interactions, the model from the user's features alone, or the popularity fallback.
+SOURCES = ('model', 'features', 'popularity')
 METRICS_FILE = 'feed_metrics.json'
 INDEXES = index_kinds
 PADDING_ID = ''
@@ -243,13 +256,13 @@ class _Untracked:
 
 
 class FeedServing(tf.Module):
-  """The feed SavedModel's root: retrieval, seen-item removal, ranking, popularity fallback."""
+  """The feed SavedModel's root: retrieval, removal of what a user has, ranking, fallback."""
 
   def __init__(self, embed_users, rank, dependencies: Sequence[Any], catalogue: np.ndarray,
                item_embeddings: np.ndarray, known_users: np.ndarray, seen_keys: np.ndarray,
                popular_ids: np.ndarray, popular_scores: np.ndarray, k: int, candidates: int,
                search_k: int, index: str = 'brute_force', order_by: str = 'engagement',
-               retrieval_weight: float = 0.0):
+               retrieval_weight: float = 0.0, trained_users: Optional[np.ndarray] = None):
     super().__init__(name='feed')
     if index not in INDEXES:
       raise ValueError(f'unknown index {index!r}; expected one of {INDEXES}')
@@ -257,7 +270,7 @@ class FeedServing(tf.Module):
     if not 1 <= k <= candidates <= search_k <= num_items:
       raise ValueError(f'need 1 <= k ({k}) <= candidates ({candidates}) <= search_k '
                        f'({search_k}) <= catalogue size ({num_items})')
-    if len(popular_ids) != k:
+    if not k <= len(popular_ids) == len(popular_scores):
       raise ValueError(f'{len(popular_ids)} popular items for k={k}')
     if order_by not in ORDERS:
       raise ValueError(f'unknown order_by {order_by!r}; expected one of {ORDERS}')
@@ -267,16 +280,37 @@ class FeedServing(tf.Module):
     self._models = list(dependencies)
     self._fns = _Untracked(embed_users=embed_users, rank=rank)
     self.k, self.candidates, self.search_k, self.num_items = k, candidates, search_k, num_items
+    # ScaNN searches a fixed number of neighbours; BruteForce can search further when a
+    # request leaves more items out.
+    self.grow_search = index == 'brute_force'
     self.catalogue = tf.Variable(catalogue.astype(str), dtype=tf.string, trainable=False,
                                  name='catalogue')
+    self.item_positions = tf.lookup.StaticHashTable(
+        tf.lookup.KeyValueTensorInitializer(
+            tf.constant(catalogue.astype(str), tf.string),
+            tf.range(num_items, dtype=tf.int64)), default_value=-1)
+    # The users and the pairs the feed leaves out are kept as variables so that the next
+    # build can carry them forward (exclusion_pairs).
+    self.known_users = tf.Variable(known_users.astype(str), dtype=tf.string, trainable=False,
+                                   name='known_users')
     self.user_rows = tf.lookup.StaticHashTable(
         tf.lookup.KeyValueTensorInitializer(
             tf.constant(known_users.astype(str), tf.string),
             tf.range(len(known_users), dtype=tf.int64)), default_value=-1)
-    padded = np.append(np.asarray(seen_keys, np.int64), np.iinfo(np.int64).max)
-    self.seen_keys = tf.Variable(padded, dtype=tf.int64, trainable=False, name='seen_keys')
-    self.popular_ids = tf.Variable(popular_ids.astype(str), dtype=tf.string, trainable=False,
-                                   name='popular_ids')
+    seen_keys = np.asarray(seen_keys, np.int64)
+    # Users the models learned from their own interactions (the train split); the others
+    # are served from their features (the ``source`` output).
+    has_history = np.isin(known_users.astype(str),
+                          np.asarray(trained_users if trained_users is not None
+                                     else known_users[np.unique(seen_keys // num_items)]
+                                     ).astype(str))
+    self.has_history = tf.Variable(has_history, trainable=False, name='has_history')
+    self.seen_keys = tf.Variable(_padded(seen_keys), dtype=tf.int64, trainable=False,
+                                 name='seen_keys')
+    positions = {item: j for j, item in enumerate(catalogue.astype(str))}
+    self.popular_positions = tf.Variable(
+        np.array([positions[i] for i in popular_ids.astype(str)], np.int64), trainable=False,
+        name='popular_positions')
     self.popular_scores = tf.Variable(popular_scores.astype(np.float32), trainable=False,
                                       name='popular_scores')
     embeddings = tf.constant(item_embeddings, tf.float32)
@@ -285,13 +319,34 @@ class FeedServing(tf.Module):
 
   @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='user_id')])
   def recommend(self, user_id):
-    """The best k unseen items per user, best first, with their scores (module docstring)."""
+    """The best k items per user that the user does not have, best first (module docstring)."""
+    return self._feed(user_id, None)
+
+  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='user_id'),
+                                tf.TensorSpec([None, None], tf.string, name='exclude_item_ids')])
+  def recommend_excluding(self, user_id, exclude_item_ids):
+    """``recommend``, also leaving out each user's ``exclude_item_ids`` (a row per user,
+    padded with ''; unknown ids and repeats are ignored)."""
+    return self._feed(user_id, exclude_item_ids)
+
+  def _feed(self, user_id, exclude_item_ids):
     batch = tf.shape(user_id)[0]
+    batch_rows = tf.range(batch, dtype=tf.int64)
+    search_k, request_keys = self.search_k, None
+    popular_k = tf.minimum(tf.size(self.popular_positions, tf.int64), self.search_k)
+    if exclude_item_ids is not None:
+      request_keys, count = request_exclusions(self.item_positions.lookup(exclude_item_ids),
+                                               self.num_items)
+      popular_k = tf.minimum(tf.size(self.popular_positions, tf.int64), popular_k + count)
+      if self.grow_search:
+        search_k = tf.minimum(tf.cast(self.num_items, tf.int64), self.search_k + count)
     embeddings = self._fns.embed_users(user_id=user_id)['embeddings']
-    retrieval_scores, positions = self.index(embeddings, k=self.search_k)
+    retrieval_scores, positions = self.index(embeddings, k=search_k)
     positions = tf.cast(positions, tf.int64)
     rows = self.user_rows.lookup(user_id)
     excluded = seen_mask(rows, positions, self.seen_keys, self.num_items) | (positions < 0)
+    if request_keys is not None:
+      excluded |= seen_mask(batch_rows, positions, request_keys, self.num_items)
     columns, valid = unseen_columns(excluded, self.candidates)
     candidates = tf.gather(positions, columns, batch_dims=1)
     candidate_ids = tf.gather(self.catalogue, tf.maximum(candidates, 0))
@@ -304,11 +359,43 @@ class FeedServing(tf.Module):
     scores, columns = tf.math.top_k(ranked, k=self.k)
     item_ids = tf.gather(candidate_ids, columns, batch_dims=1)
     item_ids = tf.where(tf.math.is_finite(scores), item_ids, PADDING_ID)
-    known = (rows >= 0)[:, tf.newaxis]
-    popular_ids = tf.broadcast_to(self.popular_ids[tf.newaxis, :], [batch, self.k])
-    popular_scores = tf.broadcast_to(self.popular_scores[tf.newaxis, :], [batch, self.k])
-    return {'item_ids': tf.where(known, item_ids, popular_ids),
-            'scores': tf.where(known, scores, popular_scores)}
+
+    # A user unknown everywhere: the most popular items, less what the request leaves out.
+    popular = tf.broadcast_to(self.popular_positions[tf.newaxis, :popular_k],
+                              tf.stack([tf.cast(batch, tf.int64), popular_k]))
+    left_out = tf.zeros_like(popular, tf.bool)
+    if request_keys is not None:
+      left_out = seen_mask(batch_rows, popular, request_keys, self.num_items)
+    popular_columns, popular_valid = unseen_columns(left_out, self.k)
+    popular_ids = tf.gather(self.catalogue, tf.gather(popular, popular_columns, batch_dims=1))
+    popular_ids = tf.where(popular_valid, popular_ids, PADDING_ID)
+    popular_scores = tf.where(popular_valid, tf.gather(self.popular_scores, popular_columns),
+                              tf.constant(-np.inf, tf.float32))
+    known = rows >= 0
+    history = tf.gather(self.has_history, tf.maximum(rows, 0)) & known
+    source = tf.where(history, SOURCES[0], tf.where(known, SOURCES[1], SOURCES[2]))
+    return {'item_ids': tf.where(known[:, tf.newaxis], item_ids, popular_ids),
+            'scores': tf.where(known[:, tf.newaxis], scores, popular_scores),
+            'source': source}
+
+
+def _padded(keys: np.ndarray) -> np.ndarray:
+  """Sorted keys with a sentinel above any pair, so that a search never runs off the end."""
+  return np.append(np.sort(np.asarray(keys, np.int64)), np.iinfo(np.int64).max)
+
+
+def request_exclusions(positions: tf.Tensor, num_items: int) -> Tuple[tf.Tensor, tf.Tensor]:
+  """Sorted keys ``batch_row * num_items + position`` of a request's [batch, n] catalogue
+  positions (-1: unknown id or padding, dropped) with a sentinel, and the most any row
+  leaves out (how much further the search must reach)."""
+  positions = tf.cast(positions, tf.int64)
+  rows = tf.range(tf.shape(positions, out_type=tf.int64)[0], dtype=tf.int64)[:, tf.newaxis]
+  known = positions >= 0
+  keys = tf.sort(tf.boolean_mask(rows * num_items + positions, known))
+  sentinel = tf.constant([np.iinfo(np.int64).max], tf.int64)
+  count = tf.reduce_max(tf.concat([tf.reduce_sum(tf.cast(known, tf.int64), axis=1),
+                                   tf.zeros([1], tf.int64)], 0))
+  return tf.concat([keys, sentinel], 0), count
 
 
 @dataclasses.dataclass
@@ -327,12 +414,6 @@ class FeedData:
     return np.unique(np.concatenate([self.users, self.train_users]).astype(str))
 
 
-def _embed(fn, ids: np.ndarray, batch: int = 4096) -> np.ndarray:
-  parts = [fn(item_id=tf.constant(ids[i:i + batch]))['embeddings'].numpy()
-           for i in range(0, len(ids), batch)]
-  return np.concatenate(parts).astype(np.float32)
-
-
 def _signature(model, name: str, where: str):
   if name not in model.signatures:
     raise ValueError(f'the {where} model has no {name!r} signature '
@@ -343,9 +424,15 @@ def _signature(model, name: str, where: str):
 def build_feed(retrieval, ranking, feed_data: FeedData, k: int = 10, candidates: int = 100,
                index: str = 'brute_force', margin_cap: int = 1000,
                order_by: str = FEED_DEFAULTS.order_by,
-               retrieval_weight: float = FEED_DEFAULTS.retrieval_weight
+               retrieval_weight: float = FEED_DEFAULTS.retrieval_weight,
+               exclude: Optional[Tuple[np.ndarray, np.ndarray]] = None
                ) -> Tuple[FeedServing, Dict[str, Any]]:
-  """The feed module from two loaded SavedModels; and what was chosen (sizes, margin)."""
+  """The feed module from two loaded SavedModels; and what was chosen (sizes, margin).
+
+  ``exclude``: the (users, items) pairs the feed never returns; by default the train split's
+  (the candidate that the offline metrics score on eval). The pushed feed passes everything
+  known when it is pushed (``served_exclusions``).
+  """
   catalogue = np.asarray(feed_data.catalogue).astype(str)
   if len(set(catalogue.tolist())) != len(catalogue):
     raise ValueError('the items split repeats item ids')
@@ -358,29 +445,75 @@ def build_feed(retrieval, ranking, feed_data: FeedData, k: int = 10, candidates:
     raise ValueError(f'order_by={order_by!r} needs the ranking model\'s rank signature to '
                      f'return {ORDER_OUTPUTS[order_by]!r}; it returns '
                      f'{sorted(rank.structured_outputs)}')
-  known = feed_data.known_users
+  if exclude is None:
+    exclude = (feed_data.train_users, feed_data.train_items)
+  exclude_users = np.asarray(exclude[0]).astype(str)
+  exclude_items = np.asarray(exclude[1]).astype(str)
+  known = np.unique(np.concatenate([feed_data.known_users, exclude_users]))
   user_rows = {u: r for r, u in enumerate(known)}
   item_positions = {i: j for j, i in enumerate(catalogue)}
-  keys, max_seen = seen_pairs(np.asarray(feed_data.train_users).astype(str),
-                              np.asarray(feed_data.train_items).astype(str),
-                              user_rows, item_positions)
+  keys, max_seen = seen_pairs(exclude_users, exclude_items, user_rows, item_positions)
   candidates, margin, search_k = search_window(candidates, max_seen, len(catalogue),
                                                margin_cap)
   k = max(1, min(int(k), candidates))
+  # The whole catalogue by popularity, so that a request's own exclusions leave k of them.
   popular_ids, popular_scores = popular_items(
-      np.asarray(feed_data.train_items).astype(str), catalogue, k)
+      np.asarray(feed_data.train_items).astype(str), catalogue, len(catalogue))
   dependencies = (tracked_dependencies(retrieval, [embed_users])
                   + tracked_dependencies(ranking, [rank]))
   module = FeedServing(embed_users, rank, dependencies, catalogue,
-                       _embed(embed_items, catalogue), known, keys, popular_ids,
+                       embed(embed_items, catalogue), known, keys, popular_ids,
                        popular_scores, k=k, candidates=candidates, search_k=search_k,
-                       index=index, order_by=order_by, retrieval_weight=retrieval_weight)
+                       index=index, order_by=order_by, retrieval_weight=retrieval_weight,
+                       trained_users=np.unique(np.asarray(feed_data.train_users).astype(str)))
   info = {'k': k, 'candidates': candidates, 'margin': margin, 'search_k': search_k,
           'max_seen': max_seen, 'catalogue_size': len(catalogue), 'known_users': len(known),
-          'index': index, 'order_by': order_by,
+          'excluded_pairs': int(len(keys)), 'index': index, 'order_by': order_by,
           'retrieval_weight': module.retrieval_weight,
           'unknown_user_scores': UNKNOWN_USER_SCORES}
   return module, info
+
+
+def exclusion_pairs(feed_model) -> Tuple[np.ndarray, np.ndarray]:
+  """The (users, items) pairs a loaded feed model leaves out (empty for a feed exported
+  before it kept them)."""
+  needed = ('known_users', 'catalogue', 'seen_keys')
+  if not all(hasattr(feed_model, name) for name in needed):
+    logging.warning('The feed model keeps no exclusion pairs; none carried forward')
+    return np.zeros([0], str), np.zeros([0], str)
+  users = feed_model.known_users.numpy().astype(str)
+  catalogue = feed_model.catalogue.numpy().astype(str)
+  keys = feed_model.seen_keys.numpy()
+  keys = keys[keys < np.iinfo(np.int64).max]
+  return users[keys // len(catalogue)], catalogue[keys % len(catalogue)]
+
+
+def latest_pushed(base: str) -> Optional[str]:
+  """The newest complete version folder under ``base`` (TF Serving's choice), or None."""
+  if not base or not tf.io.gfile.isdir(base):
+    return None
+  versions = [v.strip('/') for v in tf.io.gfile.listdir(base)]
+  versions = [v for v in versions if v.isdigit()
+              and tf.io.gfile.exists(os.path.join(base, v, 'saved_model.pb'))]
+  return os.path.join(base, max(versions, key=int)) if versions else None
+
+
+def served_exclusions(feed_data: FeedData, served_dir: Optional[str] = None
+                      ) -> Tuple[Tuple[np.ndarray, np.ndarray], Dict[str, Any]]:
+  """Everything known when the feed is pushed: every split of the run, and what the feed
+  served now (the latest version under ``served_dir``) left out, so that earlier spans'
+  interactions stay out too. Returns the pairs and where they came from."""
+  users = [feed_data.train_users, feed_data.eval_users]
+  items = [feed_data.train_items, feed_data.eval_items]
+  previous = latest_pushed(served_dir) if served_dir else None
+  carried = 0
+  if previous:
+    old_users, old_items = exclusion_pairs(tf.saved_model.load(previous))
+    users.append(old_users)
+    items.append(old_items)
+    carried = len(old_users)
+  pairs = (np.concatenate(users).astype(str), np.concatenate(items).astype(str))
+  return pairs, {'carried_from': previous, 'carried_pairs': int(carried)}
 
 
 def warmup_users(feed_data: FeedData, n: int = 3) -> np.ndarray:
@@ -391,23 +524,40 @@ def warmup_users(feed_data: FeedData, n: int = 3) -> np.ndarray:
   return np.array(train[:n] + new[:1] + [unknown], dtype=object)
 
 
+def save_feed(module: FeedServing, export_dir: str, feed_data: FeedData,
+              index: str = 'brute_force') -> None:
+  """Saves the feed with its signatures and warm-up requests for each of them."""
+  options = (tf.saved_model.SaveOptions(namespace_whitelist=['Scann'])
+             if index == 'scann' else None)
+  recommend = module.recommend.get_concrete_function()
+  # serving_default: what a client that names no signature gets, the feed itself.
+  tf.saved_model.save(module, export_dir, options=options, signatures={
+      SIGNATURE: recommend, 'serving_default': recommend,
+      EXCLUDING_SIGNATURE: module.recommend_excluding.get_concrete_function()})
+  users = warmup_users(feed_data)
+  # Rows of different lengths, padded with '' as a client would send them.
+  excluded = np.array([[item, ''] for item in feed_data.catalogue[:len(users)]]
+                      + [['', '']] * max(0, len(users) - len(feed_data.catalogue)), dtype=object)
+  warmup.write_warmup(export_dir, {
+      SIGNATURE: {'user_id': users}, 'serving_default': {'user_id': users},
+      EXCLUDING_SIGNATURE: {'user_id': users, 'exclude_item_ids': excluded[:len(users)]}})
+
+
 def export_feed_model(retrieval_dir: str, ranking_dir: str, export_dir: str,
                       feed_data: FeedData, k: int = 10, candidates: int = 100,
                       index: str = 'brute_force', margin_cap: int = 1000,
                       order_by: str = FEED_DEFAULTS.order_by,
-                      retrieval_weight: float = FEED_DEFAULTS.retrieval_weight) -> Dict[str, Any]:
-  """Loads both SavedModels, saves the feed model to ``export_dir`` with warm-up requests."""
+                      retrieval_weight: float = FEED_DEFAULTS.retrieval_weight,
+                      exclude: Optional[Tuple[np.ndarray, np.ndarray]] = None
+                      ) -> Dict[str, Any]:
+  """Loads both SavedModels, saves the feed model to ``export_dir`` with warm-up requests
+  (``exclude``: as in ``build_feed``)."""
   retrieval = tf.saved_model.load(retrieval_dir)
   ranking = tf.saved_model.load(ranking_dir)
   module, info = build_feed(retrieval, ranking, feed_data, k=k, candidates=candidates,
                             index=index, margin_cap=margin_cap, order_by=order_by,
-                            retrieval_weight=retrieval_weight)
-  options = (tf.saved_model.SaveOptions(namespace_whitelist=['Scann'])
-             if index == 'scann' else None)
-  tf.saved_model.save(module, export_dir,
-                      signatures={SIGNATURE: module.recommend.get_concrete_function()},
-                      options=options)
-  warmup.write_warmup_requests(export_dir, SIGNATURE, {'user_id': warmup_users(feed_data)})
+                            retrieval_weight=retrieval_weight, exclude=exclude)
+  save_feed(module, export_dir, feed_data, index)
   logging.info('Feed model exported to %s: %s', export_dir, info)
   return info
 
@@ -476,7 +626,8 @@ def read_feed_data(examples: Sequence[types.Artifact]) -> FeedData:
 
 
 class Executor(base_executor.BaseExecutor):
-  """Builds and exports the feed model, evaluates it, and passes the upstream blessings on."""
+  """Builds the candidate feed and scores it; once both stages are blessed, builds the feed
+  that is pushed, which differs from the candidate only in what it leaves out."""
 
   def Do(self, input_dict: Dict[str, List[types.Artifact]],
          output_dict: Dict[str, List[types.Artifact]],
@@ -485,10 +636,9 @@ class Executor(base_executor.BaseExecutor):
     ranking = artifact_utils.get_single_instance(input_dict['ranking_model'])
     feed_data = read_feed_data(input_dict['examples'])
     model = artifact_utils.get_single_instance(output_dict['model'])
-    export_dir = path_utils.serving_model_path(model.uri)
-    info = export_feed_model(
-        path_utils.serving_model_path(retrieval.uri), path_utils.serving_model_path(ranking.uri),
-        export_dir, feed_data, k=int(exec_properties.get('k') or 10),
+    candidate = artifact_utils.get_single_instance(output_dict['candidate'])
+    settings = dict(
+        k=int(exec_properties.get('k') or 10),
         candidates=int(exec_properties.get('candidates') or 100),
         index=exec_properties.get('index') or 'brute_force',
         margin_cap=int(exec_properties.get('margin_cap') or 1000),
@@ -496,23 +646,38 @@ class Executor(base_executor.BaseExecutor):
         retrieval_weight=float(exec_properties.get('retrieval_weight')
                                if exec_properties.get('retrieval_weight') is not None
                                else FEED_DEFAULTS.retrieval_weight))
-    for key, source in (('retrieval_model', retrieval), ('ranking_model', ranking)):
-      model.set_string_custom_property(key, source.uri)
-      if source.id:
-        model.set_int_custom_property(key + '_id', source.id)
+    loaded = (tf.saved_model.load(path_utils.serving_model_path(retrieval.uri)),
+              tf.saved_model.load(path_utils.serving_model_path(ranking.uri)))
+    for artifact in (model, candidate):
+      for key, source in (('retrieval_model', retrieval), ('ranking_model', ranking)):
+        artifact.set_string_custom_property(key, source.uri)
+        if source.id:
+          artifact.set_int_custom_property(key + '_id', source.id)
 
-    metrics = evaluate_feed(export_dir, feed_data,
+    # The candidate leaves out the train split only: scored on eval, as a model must be.
+    candidate_dir = path_utils.serving_model_path(candidate.uri)
+    module, info = build_feed(*loaded, feed_data, **settings)
+    save_feed(module, candidate_dir, feed_data, settings['index'])
+    metrics = evaluate_feed(candidate_dir, feed_data,
                             max_users=int(exec_properties.get('max_eval_users') or 0))
     metrics.update(info)
-    logging.info('Feed metrics: %s', metrics)
-    evaluation = artifact_utils.get_single_instance(output_dict['evaluation'])
-    io_utils.write_string_file(os.path.join(evaluation.uri, METRICS_FILE),
-                               json.dumps(metrics, indent=2))
 
     reasons = upstream_reasons({
         'retrieval_blessing': input_dict.get('retrieval_blessing') or [],
         'ranking_blessing': input_dict.get('ranking_blessing') or []})
+    if not reasons:
+      # What is pushed leaves out everything known now: every split, earlier spans.
+      pairs, carried = served_exclusions(feed_data, exec_properties.get('served_dir') or None)
+      module, served = build_feed(*loaded, feed_data, exclude=pairs, **settings)
+      save_feed(module, path_utils.serving_model_path(model.uri), feed_data,
+                settings['index'])
+      metrics['served'] = dict(served, **carried)
+      logging.info('Feed to push exported: %s', metrics['served'])
+    logging.info('Feed metrics (candidate): %s', metrics)
+    evaluation = artifact_utils.get_single_instance(output_dict['evaluation'])
+    io_utils.write_string_file(os.path.join(evaluation.uri, METRICS_FILE),
+                               json.dumps(metrics, indent=2))
     blessing = artifact_utils.get_single_instance(output_dict['blessing'])
     write_blessing(blessing, not reasons, reasons, model)
     if reasons:
-      logging.warning('Feed model NOT blessed: %s', '; '.join(reasons))
+      logging.warning('Feed model NOT blessed, nothing to push: %s', '; '.join(reasons))

@@ -1,11 +1,13 @@
 """UserSegmenter component: segments users by the retrieval model, not by hand-drawn rules.
 
 Inputs: the ExampleGen output (users, items and train splits), the retrieval model and,
-optionally, its ModelBlessing. Output: a UserSegments artifact holding segments.csv
+optionally, its ModelBlessing (in the pipeline: its serving check's) and the retrieval
+Pusher's PushedModel. Output: a UserSegments artifact holding segments.csv
 (user_id,segment) and segments.json (K, silhouette scores, and per segment its size and the
-item features, items and user features over-represented in it). When ``push_dir`` is set
-and the model is blessed (or no blessing is wired in), the two files are also published to
-``push_dir/<version>/`` for the ad tools, atomically.
+item features, items and user features over-represented in it). When ``push_dir`` is set,
+the model is blessed (or no blessing is wired in) and, if a PushedModel is wired in, it was
+pushed, the two files are also published to ``push_dir/<version>/`` for the ad tools,
+atomically; segments.json then names the pushed retrieval version they came from.
 """
 from typing import Optional
 
@@ -35,6 +37,7 @@ class UserSegmenterSpec(types.ComponentSpec):
       'examples': ChannelParameter(type=standard_artifacts.Examples),
       'model': ChannelParameter(type=standard_artifacts.Model),
       'blessing': ChannelParameter(type=standard_artifacts.ModelBlessing, optional=True),
+      'pushed_model': ChannelParameter(type=standard_artifacts.PushedModel, optional=True),
   }
   OUTPUTS = {
       'segments': ChannelParameter(type=UserSegments),
@@ -55,10 +58,11 @@ class UserSegmenter(base_component.BaseComponent):
   EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(executor.Executor)
 
   def __init__(self, examples: types.BaseChannel, model: types.BaseChannel,
-               blessing: Optional[types.BaseChannel] = None, num_segments: int = 0,
+               blessing: Optional[types.BaseChannel] = None,
+               pushed_model: Optional[types.BaseChannel] = None, num_segments: int = 0,
                push_dir: str = '', seed: int = 0):
     spec = UserSegmenterSpec(
-        examples=examples, model=model, blessing=blessing,
+        examples=examples, model=model, blessing=blessing, pushed_model=pushed_model,
         num_segments=int(num_segments), push_dir=push_dir or '', seed=int(seed),
         segments=types.Channel(type=UserSegments))
     super().__init__(spec=spec)

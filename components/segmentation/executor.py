@@ -25,9 +25,10 @@ from tfx.types import artifact_utils
 from tfx.utils import io_utils
 from tfx.utils import path_utils
 
-from components.atomic_pusher import publisher
+from core import publish as publisher
 from models import data
-from pipeline import features as F
+from core import features as F
+from core.artifacts import embed
 
 SEGMENTS_CSV = 'segments.csv'
 SEGMENTS_JSON = 'segments.json'
@@ -230,12 +231,6 @@ def publish(push_dir: str, files: Dict[str, str], now: Optional[float] = None) -
 
 # --- the executor -------------------------------------------------------------------------
 
-def embed(fn, ids: np.ndarray, batch: int = 4096) -> np.ndarray:
-  parts = [fn(tf.constant(ids[i:i + batch]))['embeddings'].numpy()
-           for i in range(0, len(ids), batch)]
-  return np.concatenate(parts).astype(np.float32) if parts else np.zeros([0, 0], np.float32)
-
-
 def _feature_keys(patterns: List[str], max_records: int = 10_000) -> List[str]:
   """Feature keys of a split, from its first records (empty CSV values are dropped, so one
   record may miss a column)."""
@@ -245,6 +240,11 @@ def _feature_keys(patterns: List[str], max_records: int = 10_000) -> List[str]:
   for record in ds.as_numpy_iterator():
     keys.update(tf.train.Example.FromString(record).features.feature.keys())
   return sorted(keys)
+
+
+def _was_pushed(pushed_model: Any) -> bool:
+  return (pushed_model.has_custom_property('pushed')
+          and pushed_model.get_int_custom_property('pushed') == 1)
 
 
 def _blessed(blessings: List[Any], model_uri: str) -> Tuple[bool, str]:
@@ -307,8 +307,12 @@ class Executor(base_executor.BaseExecutor):
         for r in s[key]:
           if names.get(r['item_id'], r['item_id']) != r['item_id']:
             r['text'] = names[r['item_id']]
+    pushed_models = input_dict.get('pushed_model') or []
+    retrieval_version = (pushed_models[0].get_string_custom_property('pushed_version')
+                         if pushed_models and _was_pushed(pushed_models[0]) else None)
     summary = {
         'model': model_artifact.uri,
+        'retrieval_version': retrieval_version,
         'num_segments': k,
         'chosen_by': 'given' if requested > 0 else 'silhouette',
         'silhouette': {str(key): round(v, 4) for key, v in silhouettes.items()},
@@ -326,6 +330,8 @@ class Executor(base_executor.BaseExecutor):
 
     push_dir = exec_properties.get('push_dir') or ''
     ok, why = _blessed(input_dict.get('blessing') or [], model_artifact.uri)
+    if ok and pushed_models and retrieval_version is None:
+      ok, why = False, 'the retrieval model was not pushed'
     pushed = ''
     if push_dir and ok:
       pushed = publish(push_dir, texts)

@@ -15,7 +15,7 @@ import os
 import subprocess
 import sys
 import tempfile
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 from absl import logging
@@ -25,52 +25,16 @@ from tfx.types import artifact_utils
 from tfx.utils import io_utils
 from tfx.utils import path_utils
 
-from pipeline import features as F
+from core import features as F
+from core.artifacts import (BLESSED_FILE, NOT_BLESSED_FILE, is_blessed,  # noqa: F401
+                            upstream_reasons, write_blessing)
 
 KINDS = ('retrieval', 'ranking', 'feed')
 PROBE_MODULE = 'components.serving_check.probe'
 REPORT_FILE = 'serving_check.json'
-BLESSED_FILE = 'BLESSED'
-NOT_BLESSED_FILE = 'NOT_BLESSED'
 UNKNOWN_USER = '__serving_check_unknown_user__'
 UNKNOWN_ITEM = '__serving_check_unknown_item__'
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-# --- Blessings -------------------------------------------------------------------------------
-
-def is_blessed(blessing: types.Artifact) -> bool:
-  """The 'blessed' custom property (TFX's convention), else the BLESSED file in its folder."""
-  if blessing.has_custom_property('blessed'):
-    return int(blessing.get_int_custom_property('blessed')) == 1
-  return bool(blessing.uri) and os.path.exists(os.path.join(blessing.uri, BLESSED_FILE))
-
-
-def upstream_reasons(blessings: Dict[str, Sequence[types.Artifact]]) -> List[str]:
-  """Why the upstream blessings wired in (name -> artifacts, possibly empty) block a blessing."""
-  reasons = []
-  for name, artifacts in blessings.items():
-    for artifact in artifacts or ():
-      if not is_blessed(artifact):
-        detail = artifact.get_string_custom_property('reasons') \
-            if artifact.has_custom_property('reasons') else ''
-        reasons.append(f'upstream {name} (artifact {artifact.id}, {artifact.uri}) is not '
-                       f'blessed' + (f': {detail}' if detail else ''))
-  return reasons
-
-
-def write_blessing(blessing: types.Artifact, blessed: bool, reasons: Sequence[str],
-                   model: Optional[types.Artifact] = None) -> None:
-  """BLESSED/NOT_BLESSED file plus 'blessed', 'reasons', 'current_model(_id)' properties."""
-  io_utils.write_string_file(
-      os.path.join(blessing.uri, BLESSED_FILE if blessed else NOT_BLESSED_FILE), '')
-  blessing.set_int_custom_property('blessed', int(bool(blessed)))
-  if not blessed:
-    blessing.set_string_custom_property('reasons', '; '.join(reasons) or 'not blessed')
-  if model is not None:
-    blessing.set_string_custom_property('current_model', model.uri)
-    if model.id:  # an output model has no id until it is published
-      blessing.set_int_custom_property('current_model_id', model.id)
 
 
 # --- Requests --------------------------------------------------------------------------------
@@ -211,19 +175,28 @@ class Executor(base_executor.BaseExecutor):
       raise ValueError(f'unknown kind {kind!r}; expected one of {KINDS}')
     model = artifact_utils.get_single_instance(input_dict['model'])
     model_dir = path_utils.serving_model_path(model.uri)
-    examples = input_dict['examples']
-    train = _read(examples, F.TRAIN, [F.USER_ID, F.ITEM_ID])
-    catalogue = _read(examples, F.ITEMS, [F.ITEM_ID])[F.ITEM_ID].astype(str)
-    users = _read(examples, F.USERS, [F.USER_ID])[F.USER_ID]
-    users = users[users != None].astype(str)  # noqa: E711 (an object array)
-    spec = probe_spec(kind, train[F.USER_ID].astype(str), train[F.ITEM_ID].astype(str),
-                      catalogue, users, batch_size=int(exec_properties.get('batch_size') or 256))
-    report = run_probe(model_dir, spec,
-                       timeout_seconds=int(exec_properties.get('timeout_seconds') or 600),
-                       load_scann=bool(exec_properties.get('load_scann') or 0))
-    reasons = failed_checks(report)
-    reasons += upstream_reasons({'model_blessing': input_dict.get('model_blessing') or [],
-                                 'extra_blessing': input_dict.get('extra_blessing') or []})
+    reasons = upstream_reasons({'model_blessing': input_dict.get('model_blessing') or [],
+                                'extra_blessing': input_dict.get('extra_blessing') or []})
+    if reasons:
+      # A model that cannot be pushed is not probed (the feed to push is not even built).
+      report = {'kind': kind, 'passed': False, 'checks': []}
+    else:
+      examples = input_dict['examples']
+      train = _read(examples, F.TRAIN, [F.USER_ID, F.ITEM_ID])
+      users, items = train[F.USER_ID].astype(str), train[F.ITEM_ID].astype(str)
+      if kind == 'feed':  # the pushed feed leaves out every split, not only train
+        evaluation = _read(examples, F.EVAL, [F.USER_ID, F.ITEM_ID])
+        users = np.concatenate([users, evaluation[F.USER_ID].astype(str)])
+        items = np.concatenate([items, evaluation[F.ITEM_ID].astype(str)])
+      catalogue = _read(examples, F.ITEMS, [F.ITEM_ID])[F.ITEM_ID].astype(str)
+      split_users = _read(examples, F.USERS, [F.USER_ID])[F.USER_ID]
+      split_users = split_users[split_users != None].astype(str)  # noqa: E711 (object array)
+      spec = probe_spec(kind, users, items, catalogue, split_users,
+                        batch_size=int(exec_properties.get('batch_size') or 256))
+      report = run_probe(model_dir, spec,
+                         timeout_seconds=int(exec_properties.get('timeout_seconds') or 600),
+                         load_scann=bool(exec_properties.get('load_scann') or 0))
+      reasons = failed_checks(report)
     blessed = not reasons
     blessing = artifact_utils.get_single_instance(output_dict['blessing'])
     report = dict(report, blessed=blessed, reasons=reasons, model_dir=model_dir)

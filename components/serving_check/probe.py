@@ -25,12 +25,15 @@ import numpy as np  # noqa: E402
 
 # signature -> its input names, per kind: the serving contract of each model.
 SIGNATURES = {
-    'retrieval': {'retrieve': ('user_id',), 'embed_users': ('user_id',),
-                  'embed_items': ('item_id',)},
+    'retrieval': {'retrieve': ('user_id',), 'serving_default': ('user_id',),
+                  'embed_users': ('user_id',), 'embed_items': ('item_id',)},
     'ranking': {'rank': ('user_id', 'item_id'), 'serving_default': ('examples',)},
-    'feed': {'recommend': ('user_id',)},
+    'feed': {'recommend': ('user_id',), 'serving_default': ('user_id',),
+             'recommend_excluding': ('user_id', 'exclude_item_ids')},
 }
 TOP_LIST_KEYS = {'item_ids', 'scores'}
+# The feed also says where each list comes from (model, features, popularity).
+OPTIONAL_KEYS = {'source'}
 
 
 # --- Checks on answers (numpy in, problems out; empty list = fine) ---------------------------
@@ -42,8 +45,10 @@ def _text(value) -> str:
 def check_top_list(outputs: Dict[str, np.ndarray], batch: int, catalogue: set) -> List[str]:
   """A [batch, k] list of item ids with float32 scores, best first, no repeats, all known."""
   problems = []
-  if set(outputs) != TOP_LIST_KEYS:
+  if not TOP_LIST_KEYS <= set(outputs) <= TOP_LIST_KEYS | OPTIONAL_KEYS:
     return [f'output keys {sorted(outputs)} != {sorted(TOP_LIST_KEYS)}']
+  if 'source' in outputs and outputs['source'].shape != (batch,):
+    problems.append(f"source shape {outputs['source'].shape}, expected ({batch},)")
   ids, scores = outputs['item_ids'], outputs['scores']
   if ids.dtype != object:
     problems.append(f'item_ids dtype {ids.dtype}, expected string')
@@ -72,13 +77,40 @@ def check_top_list(outputs: Dict[str, np.ndarray], batch: int, catalogue: set) -
 
 def check_not_seen(item_ids: np.ndarray, users: Sequence[str],
                    seen: Dict[str, Sequence[str]]) -> List[str]:
-  """No row returns an item its user interacted with in training."""
+  """No row returns an item its user already has (``seen``: user -> items)."""
   problems = []
   for user, row in zip(users, item_ids):
     returned = {_text(i) for i in row} & set(seen.get(user, ()))
     if returned:
-      problems.append(f'user {user!r} gets {len(returned)} train items, e.g. '
+      problems.append(f'user {user!r} gets {len(returned)} items they already have, e.g. '
                       f'{sorted(returned)[:3]}')
+  return problems[:5]
+
+
+def check_exclusions(outputs: Dict[str, np.ndarray], width: int, users: Sequence[str],
+                     excluded: Sequence[Sequence[str]], seen: Dict[str, Sequence[str]],
+                     catalogue: set) -> List[str]:
+  """A request's exclusions: no excluded item comes back, and each row still has ``width``
+  items, best first, unless the catalogue has fewer left for the user (then it ends in ''
+  padding scored -inf). Which items move up depends on the model; the hand-made feeds of
+  the tests check that part exactly."""
+  problems = []
+  ids, scores = outputs['item_ids'], outputs['scores']
+  if ids.shape != (len(users), width) or scores.shape != ids.shape:
+    return [f'item_ids {ids.shape} / scores {scores.shape}, expected ({len(users)}, {width})']
+  for r, user in enumerate(users):
+    listed = [_text(i) for i in ids[r] if _text(i)]
+    left_out = set(excluded[r]) - {''}
+    room = len(catalogue - set(seen.get(user, ())) - left_out)
+    if left_out & set(listed):
+      problems.append(f'row {r} returns excluded items {sorted(left_out & set(listed))[:3]}')
+    if len(listed) != min(width, room):
+      problems.append(f'row {r} has {len(listed)} items; {min(width, room)} were available')
+    if len(set(listed)) != len(listed) or set(listed) - catalogue:
+      problems.append(f'row {r} repeats items or names ids outside the catalogue')
+    finite = scores[r][:len(listed)]
+    if not np.all(np.isfinite(finite)) or np.any(np.diff(finite) > 1e-5):
+      problems.append(f'row {r}: scores not finite and best first')
   return problems[:5]
 
 
@@ -241,12 +273,29 @@ def probe(model_dir: str, spec: Dict[str, Any], load_scann: bool = False) -> Dic
       return problems
     return check
 
+  def excluding(request):
+    def check():
+      users = request['user_id']
+      plain = _call(model, 'recommend', user_id=np.array(users, dtype=object))['item_ids']
+      # Rows of different lengths padded with '', a repeat and an unknown id, as a client
+      # may send them: one item of each user's own list is left out.
+      rows = [[_text(row[0]), _text(row[0]), '__unknown_item__']
+              if r % 2 == 0 else [_text(row[-1]), '', ''] for r, row in enumerate(plain)]
+      out = _call(model, 'recommend_excluding', user_id=np.array(users, dtype=object),
+                  exclude_item_ids=np.array(rows, dtype=object))
+      return (check_exclusions(out, plain.shape[1], users, rows, seen, catalogue)
+              + check_not_seen(out['item_ids'], users, seen))
+    return check
+
   for request in spec['requests']:
     name, users = request['name'], request.get('user_id')
     if kind == 'feed':
       checks.run(f'{name}:recommend', top_list('recommend', request))
+      checks.run(f'{name}:serving_default', top_list('serving_default', request))
+      checks.run(f'{name}:recommend_excluding', excluding(request))
     elif kind == 'retrieval' and users is not None:
       checks.run(f'{name}:retrieve', top_list('retrieve', request))
+      checks.run(f'{name}:serving_default', top_list('serving_default', request))
       checks.run(f'{name}:embed_users', lambda u=users: check_vectors(
           _call(model, 'embed_users', user_id=np.array(u, dtype=object)), len(u)))
     elif kind == 'retrieval':
