@@ -37,7 +37,7 @@ def histories(data_dir: str) -> Dict[str, Set[str]]:
 def count(model_dir: str, had: Dict[str, Set[str]]) -> Dict[str, int]:
   import numpy as np
   import tensorflow as tf
-  from components.feed_model.executor import recommend_all
+  from models.feed import recommend_all
   feeds = recommend_all(tf.saved_model.load(model_dir), np.array(sorted(had), dtype=object))
   repeats = {u: len(set(feed) & had[u]) for u, feed in feeds.items()}
   return {'users': len(feeds), 'items': sum(len(f) for f in feeds.values()),

@@ -136,7 +136,7 @@ def main(argv=None) -> int:
 
   # 1M items: the real towers and ranker over a catalogue of the real items plus synthetic
   # ones, served by the feed model's own module (one graph: retrieve, drop seen, rank, top k).
-  from components.feed_model import executor as feed_lib
+  from models import feed as feed_lib
   from models import index as index_lib
   real_ids = pd.read_csv(os.path.join(DATA, 'items.csv'), dtype=str)['item_id'].to_numpy()
   real = retrieval.signatures['embed_items'](item_id=tf.constant(real_ids))['embeddings'].numpy()

@@ -63,7 +63,7 @@ class _FnArgs:
   def feed_data(self):
     """The run's catalogue, train pairs and eval triples, read once for every feed row."""
     if self._feed_data is None:
-      from components.feed_model import executor as feed
+      from models import feed
       self._feed_data = feed.read_feed_data([self.examples])
     return self._feed_data
 
@@ -78,7 +78,7 @@ def feed_metrics(fn_args: _FnArgs, stage: str, serving) -> Dict[str, float]:
   """Hit rate and nDCG at 10 of the feed built from ``serving`` (a variant of ``stage``) and
   the run's model of the other stage, exported and evaluated as FeedModelBuilder does."""
   import tensorflow as tf
-  from components.feed_model import executor as feed
+  from models import feed
   with tempfile.TemporaryDirectory() as tmp:
     variant_dir = os.path.join(tmp, stage)
     tf.saved_model.save(serving, variant_dir, signatures=serving.signatures())

@@ -18,10 +18,10 @@ import pytest
 import tensorflow as tf
 from tfx.types import standard_artifacts
 
-from components.feed_model import executor as fx
+from models import feed as fx
 from core.artifacts import embed
 from models import warmup
-from tests.helpers import REPO, run_artifact, run_artifacts
+from tests.helpers import REPO, load_model, run_artifact, run_artifacts
 
 # --- Pure functions --------------------------------------------------------------------------
 
@@ -361,7 +361,7 @@ def test_feed_metrics_are_those_of_the_exported_model(built_feed):
   with open(os.path.join(outputs['evaluation'][0].uri, fx.METRICS_FILE)) as f:
     metrics = json.load(f)
   data = fx.read_feed_data(inputs['examples'])
-  model = tf.saved_model.load(_export(outputs, 'candidate'))
+  model = load_model(_export(outputs, 'candidate'))
   feeds = fx.recommend_all(model, np.unique(data.eval_users))
   hits = sum(i in feeds[u][:10] for u, i in zip(data.eval_users, data.eval_items))
   assert metrics['hit_rate_at_10'] == pytest.approx(hits / len(data.eval_users))
@@ -371,7 +371,7 @@ def test_feed_matches_a_reference_built_from_the_two_models(built_feed):
   """Retrieve over the catalogue, drop train items, score the best 100 by engagement (and
   retrieval score), keep 10: by hand."""
   inputs, outputs = built_feed
-  load = lambda artifact: tf.saved_model.load(os.path.join(artifact.uri, 'Format-Serving'))
+  load = lambda artifact: load_model(os.path.join(artifact.uri, 'Format-Serving'))
   feed, retrieval, ranking = (load(outputs['candidate'][0]),
                               load(inputs['retrieval_model'][0]),
                               load(inputs['ranking_model'][0]))
@@ -405,10 +405,10 @@ def test_the_feed_to_push_never_returns_what_a_user_has(built_feed):
   for u, i in zip(np.concatenate([data.train_users, data.eval_users]),
                   np.concatenate([data.train_items, data.eval_items])):
     has.setdefault(u, set()).add(i)
-  served = fx.recommend_all(tf.saved_model.load(_export(outputs, 'model')), users)
+  served = fx.recommend_all(load_model(_export(outputs, 'model')), users)
   assert all(len(served[u]) == 10 == len(set(served[u])) for u in users)
   assert sum(len(set(served[u]) & has[u]) for u in users) == 0
-  candidate = fx.recommend_all(tf.saved_model.load(_export(outputs, 'candidate')), users)
+  candidate = fx.recommend_all(load_model(_export(outputs, 'candidate')), users)
   eval_has = {u: set(data.eval_items[data.eval_users == u].tolist()) for u in users}
   # The candidate does return eval items (that is what its hit rate counts).
   assert sum(len(set(candidate[u]) & eval_has[u]) for u in users) > 0

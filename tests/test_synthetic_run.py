@@ -78,7 +78,7 @@ def test_implicit_feedback_is_learned_and_gated_on_engagement(synthetic_run):
 
 
 def _first_interaction(out):
-  from components.feed_model import executor as fx
+  from models import feed as fx
   examples = run_artifact(out, P.EXAMPLE_GEN, 'examples', sa.Examples)
   data = fx.read_feed_data([examples])
   return [(data.train_users[0], data.train_items[0])]

@@ -7,7 +7,7 @@ train split only, which the metrics score on eval), ``model`` (the feed to push:
 every split of the run and what the feed served under ``served_dir`` left out; written only
 when every input blessing is blessed), both SavedModels at <uri>/Format-Serving like a
 Trainer's; ``evaluation`` (feed_metrics.json) and ``blessing`` (blessed iff every input
-blessing wired in is blessed). executor.py describes the model.
+blessing wired in is blessed). models/feed.py describes the model.
 """
 from typing import Optional
 
@@ -19,6 +19,7 @@ from tfx.types.component_spec import ChannelParameter
 from tfx.types.component_spec import ExecutionParameter
 
 from components.feed_model import executor
+from models import feed
 
 
 class FeedModelBuilderSpec(types.ComponentSpec):
@@ -74,13 +75,13 @@ class FeedModelBuilder(base_component.BaseComponent):
                ranking_blessing: Optional[types.BaseChannel] = None,
                k: int = 10, candidates: int = 100, index: str = 'brute_force',
                margin_cap: int = 1000, max_eval_users: int = 0,
-               order_by: str = executor.FEED_DEFAULTS.order_by,
-               retrieval_weight: float = executor.FEED_DEFAULTS.retrieval_weight,
+               order_by: str = feed.FEED_DEFAULTS.order_by,
+               retrieval_weight: float = feed.FEED_DEFAULTS.retrieval_weight,
                served_dir: str = '', code_version: str = ''):
-    if index not in executor.INDEXES:
-      raise ValueError(f'unknown index {index!r}; expected one of {executor.INDEXES}')
-    if order_by not in executor.ORDERS:
-      raise ValueError(f'unknown order_by {order_by!r}; expected one of {executor.ORDERS}')
+    if index not in feed.INDEXES:
+      raise ValueError(f'unknown index {index!r}; expected one of {feed.INDEXES}')
+    if order_by not in feed.ORDERS:
+      raise ValueError(f'unknown order_by {order_by!r}; expected one of {feed.ORDERS}')
     if not 1 <= k <= candidates:
       raise ValueError(f'need 1 <= k ({k}) <= candidates ({candidates})')
     spec = FeedModelBuilderSpec(
