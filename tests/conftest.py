@@ -1,10 +1,11 @@
 """Test tiers, the process settings every test needs, and the fast tier's one shared run.
 
-Two tiers (README: Tests): a plain ``pytest`` (= ``make test``) runs the fast tier; tests
+Two tiers (docs/testing.md): a plain ``pytest`` (= ``make test``) runs the fast tier; tests
 marked ``slow`` (their own pipeline runs, trained models held to quality floors) run only with
 ``pytest --all`` (= ``make test-all``, what CI runs).
 """
 import os
+import tempfile
 
 # Python reads the hash seed at start-up only. Set here, it reaches every process the run
 # starts: the xdist workers that run the tests (pyproject.toml's -n 2), Beam workers and the
@@ -43,6 +44,21 @@ def pytest_collection_modifyitems(config, items):
   for item in items:
     if 'tiny_run' in getattr(item, 'fixturenames', ()):
       item.add_marker(pytest.mark.xdist_group(SHARED_RUN_GROUP))
+
+
+@pytest.fixture(scope='session', autouse=True)
+def temporary_files_under_basetemp(tmp_path_factory):
+  """What Beam, TFX and the probes write to the temporary folder lands under pytest's
+  basetemp (which keeps the last three sessions), not loose in /tmp."""
+  folder = str(tmp_path_factory.mktemp('tmp'))
+  previous = os.environ.get('TMPDIR'), tempfile.tempdir
+  os.environ['TMPDIR'], tempfile.tempdir = folder, folder
+  yield folder
+  tempfile.tempdir = previous[1]
+  if previous[0] is None:
+    os.environ.pop('TMPDIR', None)
+  else:
+    os.environ['TMPDIR'] = previous[0]
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@
 Test modules import from here, never from each other, so that one module can be run alone.
 """
 import csv
+import functools
 import os
 from typing import Dict
 
@@ -57,6 +58,14 @@ def tail(path, lines=60):
     return f'({path} does not exist)'
   with open(path, encoding='utf-8', errors='replace') as f:
     return ''.join(f.readlines()[-lines:])
+
+
+@functools.lru_cache(maxsize=None)
+def load_model(path: str):
+  """A SavedModel loaded once per test process: the run's models are read by many tests, and
+  a load costs seconds. Tests only call the models, never change them."""
+  import tensorflow as tf
+  return tf.saved_model.load(path)
 
 
 def _custom(artifact, name):

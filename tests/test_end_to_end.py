@@ -14,10 +14,10 @@ import tensorflow as tf
 
 import local_runner
 from pipeline import audience, recommend
-from tests.helpers import MOVIELENS
+from tests.helpers import MOVIELENS, load_model
 
 def _latest(out, kind):
-  return tf.saved_model.load(recommend.latest_version(os.path.join(out, 'serving'), kind))
+  return load_model(recommend.latest_version(os.path.join(out, 'serving'), kind))
 
 
 def _eval_rows(data):
@@ -133,7 +133,7 @@ def test_every_pushed_model_answers_a_client_that_names_no_signature(tiny_run):
       ('feed', {'user_id': tf.constant(['1'])}, 'item_ids'),
       ('ranking', {'examples': tf.constant([b''])}, 'rating')):
     path = recommend.latest_version(os.path.join(out, 'serving'), kind)
-    model = tf.saved_model.load(path)
+    model = load_model(path)
     assert output in model.signatures['serving_default'](**inputs), kind
     # TF Serving warms every signature a client may call before the version takes traffic.
     warmed = {r.model_spec.signature_name for r in read_warmup_requests(path)}
