@@ -53,7 +53,7 @@ def parse_args(argv=None) -> argparse.Namespace:
       description='Run the Woonkly two-stage recommender pipeline locally.',
       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
   parser.add_argument('--data-dir', default=DEFAULT_DATA_DIR,
-                      help='input folder (see README: input layout)')
+                      help='input folder (see docs/data.md: layout)')
   parser.add_argument('--output-dir', default=DEFAULT_OUTPUT_DIR,
                       help='pipeline root, metadata, serving/ and metrics.json go here')
   parser.add_argument('--span', type=int, default=None,

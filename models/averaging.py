@@ -2,10 +2,10 @@
 
 In-batch softmax training keeps moving the embeddings as long as it runs (the retrieval loss
 plateaus after a few epochs and then wanders); the average of the weights over the last
-steps scores better than the last step's weights (seed-42 split: docs/quality.md).
+steps scores better than the last step's weights (docs/quality.md).
 
 Keras optimizers have ``use_ema``, but their average starts from the initial weights, so a
-short run (2 epochs at a million interactions) would end partly at its random
+short run (a few epochs over a large data set) would end partly at its random
 initialisation. Here the average is the plain mean of the weights seen so far until
 ``1 / (1 - momentum)`` steps have passed, and an exponential average after that.
 """

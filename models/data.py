@@ -114,8 +114,8 @@ def rebatched(batches: tf.data.Dataset, batch_size: int, shuffle: bool, seed: in
   The cached batches are taken in a random order over the whole split (ExampleGen writes
   rows in input order, which may be by time), and rows are permuted inside windows of
   ``window`` of them (SHUFFLE_WINDOW: the whole MovieLens train split; 262,144 rows at scale)
-  with one gather per feature: unbatching into single rows and shuffling them one by one
-  cost 41 s an epoch at 1M rows, this 1.5 s.
+  with one gather per feature: unbatching into single rows and shuffling them one by one is
+  far slower at scale (docs/quality.md).
   """
   window = window or SHUFFLE_WINDOW
 
@@ -243,7 +243,7 @@ def read_table(files: List[str], keys: Iterable[str],
   Returns, for each key, ``values`` (object array of str, float or int; None where absent)
   and ``key + '?'`` a bool presence array. Used to build the serving feature stores and the
   evaluation tables. Records are parsed in batches by ``tf.io.parse_example`` (decoding
-  each proto in Python cost minutes on a 10M-interaction train split); a key's kind is taken
+  each proto in Python is far slower on large splits); a key's kind is taken
   from the first record that carries it, as ExampleGen writes one kind per column.
   """
   keys = list(keys)

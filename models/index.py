@@ -5,17 +5,16 @@ benchmark search the same way. ScaNN splits the catalogue into about sqrt(N) lea
 the query against the centres, searches the nearest ``search_share`` of the leaves with
 quantised (asymmetric-hashing) scores and rescores the best ``reorder`` exactly. Searching
 more leaves and reordering more candidates buys recall with latency (benchmarks/SERVING.md
-has the measured trade-off at 1M items).
+has the trade-off at 1M items).
 """
 import math
 
 import tensorflow_recommenders as tfrs
 
 KINDS = ('brute_force', 'scann')
-# Measured at 1M items, 64-d (benchmarks/SERVING.md): searching 20% of the leaves and
-# re-scoring 2,000 candidates keeps recall@10 against exact search at 0.965 even for vectors
-# uniform on the sphere (1.000 for clustered ones) for about 1 ms p99 per top-100 query;
-# 5% / 500 gave 0.87 uniform, 0.98 clustered.
+# The default row of benchmarks/SERVING.md's ScaNN table: the highest recall@10 against
+# exact search measured at 1M items, also for vectors uniform on the sphere (the worst case
+# for a partitioned index), for little more latency than cheaper settings.
 SCANN_SEARCH_SHARE = 0.2
 SCANN_REORDER = 2000
 

@@ -1,12 +1,11 @@
 """Adam whose sparse updates touch only the rows a batch looked up (lazy Adam).
 
 Keras Adam, given the sparse gradient of an embedding table, still decays the moments of
-every row and moves every row at every step, so a step costs as much as the table: one
-32-wide table, 1,024 ids a batch, 14 ms a step at 100K rows and 123 ms at 1M rows (0.8 and
-0.9 ms lazily; `python -m benchmarks.optimizer_step`), and a training epoch grows as
-interactions x catalogue (benchmarks/SCALE.md). Lazy Adam keeps a
-row's moments as of the last batch that looked it up and moves only the looked-up rows, so a
-step costs the same at any catalogue size; dense variables get plain Adam. TF Addons had
+every row and moves every row at every step, so a step costs as much as the table and a
+training epoch grows as interactions x catalogue (`python -m benchmarks.optimizer_step`
+measures it; benchmarks/SCALE.md has the figures). Lazy Adam keeps a row's moments as of
+the last batch that looked it up and moves only the looked-up rows, so a step costs the same
+at any catalogue size; dense variables get plain Adam. TF Addons had
 ``LazyAdam`` but is no longer maintained and does not support TF 2.16's Keras optimizers.
 """
 import tensorflow as tf

@@ -4,10 +4,12 @@ Two heads share the user and item encoders:
   * rating: a biased factorisation (global, user and item biases plus a dot product of the
     two sides' projections) with an MLP over both sides' ids and features, trained with MSE
     on the observed interactions ("how much would u like i if u watched it");
-  * engagement: the same shape of head, trained with binary cross-entropy of the observed
-    pairs (label 1) against items sampled for the same user (label 0, uniformly and by
-    popularity; a sampled item the user has in train is not counted) ("will u engage with
-    i"). This is what the feed orders by: a rating model ranks niche favourites of a few
+  * engagement: the same shape of head, trained on the observed pairs against items
+    sampled for the same user (uniformly by default; a share by popularity is an option; a
+    sampled item the user has in train is not counted) ("will u engage with i"): by default
+    a softmax of each positive against its own negatives plus a small binary cross-entropy
+    that keeps the logits' level (``engagement_loss``, ``calibration_weight``). The feed
+    orders by it (with the retrieval score): a rating model ranks niche favourites of a few
     above what the user will actually pick.
 With no rating column (implicit feedback) only the engagement head exists.
 
@@ -138,7 +140,7 @@ class RankingModel(tfrs.Model):
     if with_rating:
       self.rating_head = _Head(*rows, config, mean_rating, name='rating')
       # Predictions are clipped to the ratings seen in training (outside training only: a
-      # clipped prediction has no gradient). Seed-42 split: RMSE 0.9063 -> 0.9047.
+      # clipped prediction has no gradient).
       low, high = rating_range if rating_range else (-np.inf, np.inf)
       self.rating_min = tf.Variable(float(low), trainable=False, name='rating_min')
       self.rating_max = tf.Variable(float(high), trainable=False, name='rating_max')

@@ -1,6 +1,6 @@
 """Command-line flags shared by the runners (local_runner.py, kubeflow_v2_runner.py).
 
-The flags become the configuration dataclasses of pipeline/configs.py and the Beam
+The flags become the configuration dataclasses of core/configs.py and the Beam
 arguments; the runners pass them to create_pipeline.
 """
 import argparse
@@ -42,7 +42,7 @@ def add_model_flags(parser: argparse.ArgumentParser) -> None:
   group.add_argument('--segments', type=int, default=0,
                      help='number of user segments (0: chosen by the silhouette score)')
   group.add_argument('--retrieval-config', type=config_fields(RetrievalConfig), default={},
-                     metavar='JSON', help='any RetrievalConfig field (pipeline/configs.py), '
+                     metavar='JSON', help='any RetrievalConfig field (core/configs.py), '
                      'e.g. \'{"embedding_l2": 50, "mask_seen": true}\'; wins over the flags above')
   group.add_argument('--ranking-config', type=config_fields(RankingConfig), default={},
                      metavar='JSON', help='any RankingConfig field, e.g. '
@@ -65,7 +65,7 @@ def add_model_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def add_retraining_flags(parser: argparse.ArgumentParser) -> None:
-  """Flags of scheduled retraining (README: scheduled retraining)."""
+  """Flags of scheduled retraining (docs/operations.md: scheduled retraining)."""
   group = parser.add_argument_group('retraining')
   group.add_argument('--no-warm-start', action='store_true',
                      help='train from scratch instead of from the latest blessed models')
@@ -86,7 +86,7 @@ def add_beam_flags(parser: argparse.ArgumentParser) -> None:
                      help='DirectRunner workers in multi_processing mode (0: one per core)')
   group.add_argument('--beam-arg', action='append', default=[], metavar='ARG',
                      help='extra Beam pipeline argument, repeatable, e.g. '
-                     '--beam-arg=--project=P (see README for each runner)')
+                     '--beam-arg=--project=P (see docs/kubeflow.md for each runner)')
 
 
 def config_fields(cls) -> Callable[[str], Dict[str, Any]]:

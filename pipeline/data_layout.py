@@ -1,4 +1,4 @@
-"""Finds the input tables in a data directory (the README's "input layout").
+"""Finds the input tables in a data directory (the input layout of docs/data.md).
 
 One data set: DIR/interactions.csv (split 80/20 by hash), or DIR/train/interactions.csv and
 DIR/eval/interactions.csv (pre-split); DIR/items.csv; optional DIR/users.csv.

@@ -1,7 +1,7 @@
 """preprocessing_fn: vocabularies, scaling and multi-value splitting, discovered from the data.
 
 The features are not listed anywhere: every raw key prefixed ``user__`` or ``item__`` (see
-pipeline/features.py) is a feature of that side, text keys are categorical (``|`` separates
+core/features.py) is a feature of that side, text keys are categorical (``|`` separates
 values), numeric keys are scaled. The outputs are dense ids and numbers, and sparse bags of
 token ids for categorical columns, so the models can embed them without knowing the data set.
 

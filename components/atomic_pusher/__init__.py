@@ -1,1 +1,1 @@
-"""Model and segment publishing whose new versions are never half loaded (publisher.py)."""
+"""Model and segment publishing whose new versions are never half loaded (core/publish.py)."""

@@ -1,4 +1,4 @@
-"""Pusher executor that publishes a model version whole (components/atomic_pusher/publisher.py).
+"""Pusher executor that publishes a model version whole (core/publish.py).
 
 TFX's filesystem Pusher copies files straight into ``<base>/<version>/``: a push that fails
 half-way (a full disk, a killed process) leaves a partial version that TF Serving, which picks

@@ -6,7 +6,7 @@ user, the whole item catalogue (items nobody interacted with included) and the u
 (so that a user with no interactions can be served from its features). The executor writes
 four splits: ``train`` and ``eval`` (joined interactions), ``items`` and ``users``.
 
-Rules (the README's input layout):
+Rules (docs/data.md has the input layout):
   * ids (user_id, item_id and any ``*_id`` column) are strings, even when they look numeric;
   * a feature column whose non-empty values all parse as numbers is numeric, else text;
     text values keep their ``|`` separators, which the transform splits;
@@ -82,8 +82,8 @@ def csv_pieces(path: str, piece_bytes: int = PIECE_BYTES) -> Iterator[Tuple[str,
   """(path, piece) of a CSV file cut into pieces of about ``piece_bytes`` at record ends.
 
   A quoted field may hold a line break, so a file cannot be cut at any line: the cuts come
-  from one pass of the csv module's own reader (C; 4 s for 10M rows), so they fall where
-  the parser would end a record. A file is not cut past a point the reader stops on
+  from one pass of the csv module's own reader (in C, cheap beside parsing), so they fall
+  where the parser would end a record. A file is not cut past a point the reader stops on
   (malformed CSV); the piece that holds a fault reports it with its line number.
   """
   with tf.io.gfile.GFile(path, 'rb') as raw:
@@ -297,8 +297,8 @@ def _read_table(pipeline: beam.Pipeline, label: str, files: List[str],
 
   Files are cut into pieces at record ends (csv_pieces) and the pieces, not the rows, are
   redistributed: every worker parses, checks, joins and encodes its own pieces, streaming.
-  Redistributing parsed rows instead made the local runner hold every row of the table in
-  memory at once (killed at 14 GB on 10M interactions).
+  Redistributing parsed rows instead makes the local runner hold every row of the table in
+  memory at once (docs/quality.md).
   """
   return (pipeline
           | f'{label}Files' >> beam.Create(files)
@@ -453,9 +453,9 @@ def WriteExamples(examples: beam.PCollection, split_uri: str) -> beam.pvalue.PDo
   """Writes a split as gzipped TFRecords where each worker is, without TFX's shuffle.
 
   TFX's WriteSplit reshuffles every split before writing it; on the local Beam runner that
-  is a group-by-key held in the runner's memory, i.e. every example of the run at once (at
-  10M interactions it took the run out of memory). Record order carries no meaning here:
-  the Trainers shuffle (models/data.py::rebatched) and the rest aggregates.
+  is a group-by-key held in the runner's memory, i.e. every example of the run at once
+  (docs/quality.md). Record order carries no meaning here: the Trainers shuffle
+  (models/data.py::rebatched) and the rest aggregates.
   """
   return (examples
           | 'Serialize' >> beam.ParDo(write_split.MaybeSerialize())

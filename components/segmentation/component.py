@@ -6,8 +6,9 @@ Pusher's PushedModel. Output: a UserSegments artifact holding segments.csv
 (user_id,segment) and segments.json (K, silhouette scores, and per segment its size and the
 item features, items and user features over-represented in it). When ``push_dir`` is set,
 the model is blessed (or no blessing is wired in) and, if a PushedModel is wired in, it was
-pushed, the two files are also published to ``push_dir/<version>/`` for the ad tools,
-atomically; segments.json then names the pushed retrieval version they came from.
+pushed, the two files are also published to ``push_dir/<version>/`` for the ad tools
+(core/publish.py: renamed into place on a local disk, segments.json copied last on an object
+store); segments.json then names the pushed retrieval version they came from.
 """
 from typing import Optional
 

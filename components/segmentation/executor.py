@@ -220,8 +220,8 @@ def segments_csv(user_ids: Sequence[str], labels: Sequence[int]) -> str:
 def publish(push_dir: str, files: Dict[str, str], now: Optional[float] = None) -> str:
   """Writes ``files`` into push_dir/<version>/ so that no reader sees a partial version.
 
-  The models' publisher (components/atomic_pusher/publisher.py), through tf.io.gfile, so
-  push_dir may be local or gs://: on a local disk the files go to a hidden folder renamed
+  The models' publisher (core/publish.py), through tf.io.gfile, so push_dir may be local
+  or gs://: on a local disk the files go to a hidden folder renamed
   into place (atomic); on an object store they are copied into the version folder with
   segments.json last. version = int(time), raised above any existing version so the newest
   publication is always the highest number, even with clock skew. Returns the version dir.

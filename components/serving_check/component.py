@@ -27,7 +27,7 @@ class ServingCheckSpec(types.ComponentSpec):
       'timeout_seconds': ExecutionParameter(type=int),
       'load_scann': ExecutionParameter(type=int),  # 1: the model needs ScaNN's ops
       # Not read by the executor: a hash of the code, so that a code change invalidates the
-      # cached result (pass pipeline.code_fingerprint('components', 'models')).
+      # cached result (the pipeline passes code_fingerprint(*COMPONENT_CODE)).
       'code_version': ExecutionParameter(type=str, optional=True),
   }
   INPUTS = {
