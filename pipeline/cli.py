@@ -9,7 +9,8 @@ import json
 import os
 from typing import Any, Callable, Dict, List, Tuple
 
-from core.configs import GateConfig, IngestConfig, RankingConfig, RetrievalConfig
+from core.configs import (FeedConfig, GateConfig, IngestConfig, RankingConfig,
+                          RetrievalConfig)
 
 BEAM_RUNNERS = ('direct', 'dataflow', 'flink', 'spark')
 
@@ -47,6 +48,9 @@ def add_model_flags(parser: argparse.ArgumentParser) -> None:
   group.add_argument('--ranking-config', type=config_fields(RankingConfig), default={},
                      metavar='JSON', help='any RankingConfig field, e.g. '
                      '\'{"engagement_weight": 2}\'; wins over the flags above')
+  group.add_argument('--feed-config', type=config_fields(FeedConfig), default={},
+                     metavar='JSON', help='any FeedConfig field (how the feed orders and '
+                     'cuts its candidates), e.g. \'{"retrieval_weight": 10, "k": 20}\'')
   gates = parser.add_argument_group('gates (what a model must score to be pushed)')
   gates.add_argument('--min-top-100', type=float, default=g.min_top_100)
   gates.add_argument('--max-top-100-drop', type=float, default=g.max_top_100_drop,
@@ -141,6 +145,10 @@ def configs_from_args(args: argparse.Namespace) -> Tuple[RetrievalConfig, Rankin
   ingest = IngestConfig(eval_percent=args.eval_percent, rating_min=args.rating_min,
                         rating_max=args.rating_max)
   return retrieval, ranking, gates, ingest
+
+
+def feed_config_from_args(args: argparse.Namespace) -> FeedConfig:
+  return dataclasses.replace(FeedConfig(), **getattr(args, 'feed_config', {}))
 
 
 def _folder_bytes(path: str) -> int:

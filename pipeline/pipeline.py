@@ -4,8 +4,9 @@ Ingest (InteractionExampleGen, one span) -> StatisticsGen -> SchemaGen (inferred
 curated schema through ImportSchemaGen) -> ExampleValidator -> AnomalyGate -> Transform ->
 RetrievalTrainer / RankingTrainer (warm-started from the latest blessed model of their kind) ->
 RetrievalEvaluator / Evaluator (TFMA), each against the latest blessed model of its kind ->
-ServingChecks -> Pushers, which push only blessed and checked models; the feed model and the
-user segments are built from the two stages.
+ServingChecks -> Pushers, which push only blessed and checked models. The feed model is built
+from the two stages (a candidate scored on eval; once both are blessed, the feed to push, which
+leaves out everything known); the user segments come from the pushed retrieval model.
 
 No environment reads and no runner branches here: the runners resolve paths and flags and
 pass them in.
@@ -29,7 +30,7 @@ from components.segmentation.component import UserSegmenter
 from components.feed_model.component import FeedModelBuilder
 from components.serving_check.component import ServingCheck
 from core import features as F
-from core.configs import (GateConfig, IngestConfig, InputLayout, RankingConfig,
+from core.configs import (FeedConfig, GateConfig, IngestConfig, InputLayout, RankingConfig,
                               RetrievalConfig)
 from transforms.preprocessing import DEFAULT_CONFIG as TRANSFORM_DEFAULTS
 
@@ -138,8 +139,7 @@ def create_pipeline(
     beam_pipeline_args: Optional[List[str]] = None,
     enable_cache: bool = True,
     num_segments: int = 0,
-    feed_k: int = 10,
-    feed_candidates: int = 100,
+    feed: FeedConfig = FeedConfig(),
     warm_start: bool = True,
     schema_path: Optional[str] = None,
     vertex_training: Optional[dict] = None,
@@ -264,7 +264,7 @@ def create_pipeline(
   def serving_check(model, blessing, kind: str, component_id: str, extra=None):
     return ServingCheck(model=model, examples=example_gen.outputs['examples'], kind=kind,
                         model_blessing=blessing, extra_blessing=extra,
-                        load_scann=(kind == 'retrieval' and retrieval.index == 'scann'),
+                        load_scann=(kind in ('retrieval', 'feed') and retrieval.index == 'scann'),
                         code_version=code).with_id(component_id)
 
   retrieval_check = serving_check(retrieval_trainer.outputs['model'],
@@ -279,20 +279,22 @@ def create_pipeline(
 
   # The feed: one model answering "what should this user see next?" (retrieve, drop what the
   # user has seen, rank, keep the best k); pushed only when both stages are blessed.
-  feed = FeedModelBuilder(
+  feed_builder = FeedModelBuilder(
       retrieval_model=retrieval_trainer.outputs['model'],
       ranking_model=ranking_trainer.outputs['model'],
       examples=example_gen.outputs['examples'],
       retrieval_blessing=retrieval_evaluator.outputs['blessing'],
       ranking_blessing=evaluator.outputs['blessing'],
-      k=feed_k, candidates=feed_candidates, index=retrieval.index,
+      k=feed.k, candidates=feed.candidates, index=retrieval.index,
+      order_by=feed.order_by, retrieval_weight=feed.retrieval_weight,
       # The feed evaluation scores every eval user against the whole catalogue otherwise:
       # users x items, the fastest-growing cost of a run (benchmarks/SCALE.md).
       max_eval_users=gates.eval_max_users,
       served_dir=os.path.join(serving_dir, 'feed'),
       code_version=code).with_id(FEED_BUILDER)
-  feed_check = serving_check(feed.outputs['model'], feed.outputs['blessing'], 'feed', FEED_CHECK)
-  feed_pusher = pusher(feed.outputs['model'], feed_check.outputs['blessing'], 'feed',
+  feed_check = serving_check(feed_builder.outputs['model'], feed_builder.outputs['blessing'],
+                             'feed', FEED_CHECK)
+  feed_pusher = pusher(feed_builder.outputs['model'], feed_check.outputs['blessing'], 'feed',
                        FEED_PUSHER)
 
   # Ad audiences and user segments come from the retrieval model's shared space; they are
@@ -311,8 +313,8 @@ def create_pipeline(
           example_gen, statistics_gen, schema_gen, example_validator, anomaly_gate,
           transform, retrieval_baseline, ranking_baseline, retrieval_trainer,
           ranking_trainer, retrieval_evaluator, *ranking_eval_nodes, evaluator,
-          retrieval_check, ranking_check, retrieval_pusher, ranking_pusher, feed, feed_check,
-          feed_pusher, segmenter,
+          retrieval_check, ranking_check, retrieval_pusher, ranking_pusher, feed_builder,
+          feed_check, feed_pusher, segmenter,
       ],
       enable_cache=enable_cache,
       metadata_connection_config=metadata_connection_config,

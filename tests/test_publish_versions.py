@@ -1,4 +1,4 @@
-"""The publisher (components/atomic_pusher/publisher.py) through a file-operations layer that
+"""The publisher (core/publish.py) through a file-operations layer that
 watches every step and fails midway: no half version is ever visible under a numeric name
 (local disk) or loadable (object store: saved_model.pb last), and the previous version stays
 the one served.
