@@ -1,4 +1,5 @@
 """Scheduled retraining: spans, warm start, the gate against the latest blessed model."""
+import collections
 import csv
 import glob
 import json
@@ -56,14 +57,13 @@ def _is_eval(row):
   return zlib.crc32(f'{row[0]}-{row[1]}'.encode()) % 5 == 0
 
 
-def _span(data, span, users, keep=lambda row: True):
-  """span-N with the interactions of the first ``users`` users that ``keep`` accepts,
-  pre-split (a trusted eval holdout). items.csv and users.csv sit once beside the span
-  folders."""
+def _span(data, span, users, extra_train=()):
+  """span-N with the interactions of the first ``users`` users (plus ``extra_train`` rows in
+  its train split), pre-split (a trusted eval holdout). items.csv and users.csv sit once
+  beside the span folders."""
   header, rows = _movielens(users)
-  rows = [r for r in rows if keep(r)]
   _write_csv(os.path.join(data, f'span-{span}', 'train', 'interactions.csv'), header,
-             [r for r in rows if not _is_eval(r)])
+             [r for r in rows if not _is_eval(r)] + list(extra_train))
   _write_csv(os.path.join(data, f'span-{span}', 'eval', 'interactions.csv'), header,
              [r for r in rows if _is_eval(r)])
   for name in ('items.csv', 'users.csv'):
@@ -102,7 +102,17 @@ def _metrics(out):
 @pytest.mark.timeout(2400)
 def test_three_scheduled_runs(tmp_path, capsys):
   data, out = str(tmp_path / 'data'), str(tmp_path / 'out')
-  _span(data, 1, users=120)
+  # Span 1 also holds, for each of its users, three of the most popular items they never
+  # rated in MovieLens: interactions that no later span delivers again.
+  _, rows = _movielens(180)
+  popularity = collections.Counter(r[1] for r in rows)
+  rated = collections.defaultdict(set)
+  for r in rows:
+    rated[r[0]].add(r[1])
+  only_in_span_1 = {u: [i for i, _ in popularity.most_common(40) if i not in rated[u]][:3]
+                    for u in map(str, range(1, 121))}
+  _span(data, 1, users=120, extra_train=[[u, i, '4', '874965758']
+                                         for u, items in only_in_span_1.items() for i in items])
   run = lambda *extra: local_runner.main(['--data-dir', data, '--output-dir', out]
                                          + FAST + list(extra))
 
@@ -120,11 +130,9 @@ def test_three_scheduled_runs(tmp_path, capsys):
   v1 = _latest_versions(out)
   assert set(v1) == {'retrieval', 'ranking', 'feed'} and all(v1.values())
 
-  # Run 2, on the next delivery (the latest span, read by default): more users, so new ids,
-  # and a third of the first users' interactions not delivered again. Warm-started from
-  # version 1, the new users' rows start fresh; pushed.
-  only_in_span_1 = lambda r: int(r[0]) <= 120 and zlib.crc32(r[1].encode()) % 3 == 0
-  _span(data, 2, users=180, keep=lambda r: not only_in_span_1(r))
+  # Run 2, on the next delivery (the latest span, read by default): more users, so new ids.
+  # Warm-started from version 1, the new users' rows start fresh; pushed.
+  _span(data, 2, users=180)
   assert run('--if-new-data') == 0
   second = _metrics(out)
   assert second['span'] == 2
@@ -136,16 +144,19 @@ def test_three_scheduled_runs(tmp_path, capsys):
   assert 'warm start from version' in capsys.readouterr().out
   v2 = _latest_versions(out)
   assert all(int(v2[k]) > int(v1[k]) for k in v1)
-  # The pushed feed leaves out what users had in span 1 too, though span 2 no longer has it.
-  _, rows = _movielens(120)
-  had = {}
-  for r in rows:
-    had.setdefault(r[0], set()).add(r[1])
-  feed = tf.saved_model.load(os.path.join(out, 'serving', 'feed', v2['feed']))
-  users = sorted(had)
+  # The pushed feed leaves out what users had in span 1 too, though span 2 does not have it,
+  # while the retrieval model (which knows span 2 only) still proposes some of those items.
+  users = sorted(only_in_span_1)
+  had = {u: rated[u] | set(only_in_span_1[u]) for u in users}
+  serving = os.path.join(out, 'serving')
+  feed = tf.saved_model.load(os.path.join(serving, 'feed', v2['feed']))
   lists = feed.signatures['recommend'](user_id=tf.constant(users))['item_ids'].numpy()
   returned = sum(len({i.decode() for i in row} & had[u]) for u, row in zip(users, lists))
   assert returned == 0
+  retrieval = tf.saved_model.load(os.path.join(serving, 'retrieval', v2['retrieval']))
+  proposed = retrieval.signatures['retrieve'](user_id=tf.constant(users))['item_ids'].numpy()
+  assert sum(len({i.decode() for i in row[:10]} & set(only_in_span_1[u]))
+             for u, row in zip(users, proposed)) > 0
   from tfx.types import standard_artifacts
   from pipeline import pipeline as P
   evaluation = run_artifact(out, P.FEED_BUILDER, 'evaluation', standard_artifacts.ModelEvaluation)
