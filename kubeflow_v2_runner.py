@@ -328,7 +328,7 @@ def build_pipeline(args: argparse.Namespace):
       layout=input_layout(args),
       serving_dir=args.serving_dir or root + '/serving',
       retrieval=retrieval, ranking=ranking, gates=gates, ingest=ingest,
-      feed=cli.feed_config_from_args(args),
+      feed=cli.feed_config_from_args(args), transform=cli.transform_config_from_args(args),
       metadata_connection_config=None,
       beam_pipeline_args=beam_args(args),
       enable_cache=not args.no_cache,

@@ -105,7 +105,7 @@ def main(argv=None) -> int:
       layout=layout,
       serving_dir=paths.serving_dir,
       retrieval=retrieval, ranking=ranking, gates=gates, ingest=ingest,
-      feed=cli.feed_config_from_args(args),
+      feed=cli.feed_config_from_args(args), transform=cli.transform_config_from_args(args),
       metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
           paths.metadata_path),
       beam_pipeline_args=cli.beam_pipeline_args(args),

@@ -154,6 +154,18 @@ class GateConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class TransformConfig:
+  """What preprocessing_fn (tf.Transform) computes from the data."""
+  # At most this many values per categorical vocabulary (the rest share the OOV row).
+  vocab_top_k: int = 100_000
+  # Quantile buckets of each numeric feature, embedded beside its z-score.
+  numeric_buckets: int = 10
+
+  def to_dict(self) -> Dict[str, Any]:
+    return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True)
 class IngestConfig:
   """Rules of the ingestion step."""
   eval_percent: int = 20

@@ -10,7 +10,7 @@ import os
 from typing import Any, Callable, Dict, List, Tuple
 
 from core.configs import (FeedConfig, GateConfig, IngestConfig, RankingConfig,
-                          RetrievalConfig)
+                          RetrievalConfig, TransformConfig)
 
 BEAM_RUNNERS = ('direct', 'dataflow', 'flink', 'spark')
 
@@ -48,6 +48,9 @@ def add_model_flags(parser: argparse.ArgumentParser) -> None:
   group.add_argument('--ranking-config', type=config_fields(RankingConfig), default={},
                      metavar='JSON', help='any RankingConfig field, e.g. '
                      '\'{"engagement_weight": 2}\'; wins over the flags above')
+  group.add_argument('--transform-config', type=config_fields(TransformConfig), default={},
+                     metavar='JSON', help='any TransformConfig field (vocabulary sizes, numeric '
+                     'buckets), e.g. \'{"numeric_buckets": 20}\'')
   group.add_argument('--feed-config', type=config_fields(FeedConfig), default={},
                      metavar='JSON', help='any FeedConfig field (how the feed orders and '
                      'cuts its candidates), e.g. \'{"retrieval_weight": 10, "k": 20}\'')
@@ -149,6 +152,10 @@ def configs_from_args(args: argparse.Namespace) -> Tuple[RetrievalConfig, Rankin
 
 def feed_config_from_args(args: argparse.Namespace) -> FeedConfig:
   return dataclasses.replace(FeedConfig(), **getattr(args, 'feed_config', {}))
+
+
+def transform_config_from_args(args: argparse.Namespace) -> TransformConfig:
+  return dataclasses.replace(TransformConfig(), **getattr(args, 'transform_config', {}))
 
 
 def _folder_bytes(path: str) -> int:

@@ -31,8 +31,8 @@ from components.feed_model.component import FeedModelBuilder
 from components.serving_check.component import ServingCheck
 from core import features as F
 from core.configs import (FeedConfig, GateConfig, IngestConfig, InputLayout, RankingConfig,
+                          TransformConfig,
                               RetrievalConfig)
-from transforms.preprocessing import DEFAULT_CONFIG as TRANSFORM_DEFAULTS
 
 PREPROCESSING_FN = 'transforms.preprocessing.preprocessing_fn'
 RETRIEVAL_RUN_FN = 'models.retrieval.run_fn'
@@ -140,6 +140,7 @@ def create_pipeline(
     enable_cache: bool = True,
     num_segments: int = 0,
     feed: FeedConfig = FeedConfig(),
+    transform: TransformConfig = TransformConfig(),
     warm_start: bool = True,
     schema_path: Optional[str] = None,
     vertex_training: Optional[dict] = None,
@@ -179,7 +180,7 @@ def create_pipeline(
       preprocessing_fn=PREPROCESSING_FN,
       splits_config=tfx.proto.SplitsConfig(analyze=[F.TRAIN], transform=[]),
       materialize=False,
-      custom_config=dict(TRANSFORM_DEFAULTS, code=code_fingerprint(*TRANSFORM_CODE)))
+      custom_config=dict(transform.to_dict(), code=code_fingerprint(*TRANSFORM_CODE)))
 
   trainer_code = code_fingerprint(*TRAINER_CODE)
   retrieval_baseline = _latest_blessed('LatestBlessedRetrievalModel', RETRIEVAL_EVALUATOR)

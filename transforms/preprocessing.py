@@ -16,13 +16,10 @@ import tensorflow_transform as tft
 from tensorflow_transform import schema_inference
 
 from core import features as F
+from core.configs import TransformConfig
 
-DEFAULT_CONFIG = {
-    # At most this many values per categorical vocabulary (the rest share the OOV row).
-    'vocab_top_k': 100_000,
-    # Quantile buckets of each numeric feature, embedded beside its z-score.
-    'numeric_buckets': 10,
-}
+# The Transform's settings and their defaults are TransformConfig's (core/configs.py).
+DEFAULT_CONFIG = TransformConfig().to_dict()
 
 
 def _dense(x: tf.Tensor, default: Any) -> tf.Tensor:

@@ -32,16 +32,12 @@ from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import proto_utils
 
 from core import features as F
+from core.configs import IngestConfig
 
 Row = Dict[str, str]
 
-# Defaults of the ingestion options (overridden through the component's custom_config).
-DEFAULT_OPTIONS = {
-    'eval_percent': 20,
-    'rating_min': 1.0,
-    'rating_max': 5.0,
-    'max_field_chars': 4096,
-}
+# The ingestion options' defaults are IngestConfig's (overridden through custom_config).
+DEFAULT_OPTIONS = IngestConfig().to_dict()
 
 
 class InputDataError(ValueError):
