@@ -317,7 +317,7 @@ def beam_args(args: argparse.Namespace):
 
 def build_pipeline(args: argparse.Namespace):
   from pipeline import cli
-  from core.configs import PIPELINE_NAME
+  from core.configs import PIPELINE_NAME, FeedConfig, TransformConfig
   from pipeline.pipeline import create_pipeline
   retrieval, ranking, gates, ingest = cli.configs_from_args(args)
   root = args.pipeline_root.rstrip('/')
@@ -328,7 +328,8 @@ def build_pipeline(args: argparse.Namespace):
       layout=input_layout(args),
       serving_dir=args.serving_dir or root + '/serving',
       retrieval=retrieval, ranking=ranking, gates=gates, ingest=ingest,
-      feed=cli.feed_config_from_args(args), transform=cli.transform_config_from_args(args),
+      feed=cli.config_from_flag(args, FeedConfig),
+      transform=cli.config_from_flag(args, TransformConfig),
       metadata_connection_config=None,
       beam_pipeline_args=beam_args(args),
       enable_cache=not args.no_cache,

@@ -82,7 +82,7 @@ def main(argv=None) -> int:
   warnings.filterwarnings('ignore', category=FutureWarning)
   warnings.filterwarnings('ignore', category=DeprecationWarning)
   from pipeline import cli, report, run_summary
-  from core.configs import PIPELINE_NAME
+  from core.configs import PIPELINE_NAME, FeedConfig, TransformConfig
   from pipeline.data_layout import LayoutError, resolve_layout
   from pipeline.pipeline import create_pipeline
   from tfx import v1 as tfx
@@ -105,7 +105,8 @@ def main(argv=None) -> int:
       layout=layout,
       serving_dir=paths.serving_dir,
       retrieval=retrieval, ranking=ranking, gates=gates, ingest=ingest,
-      feed=cli.feed_config_from_args(args), transform=cli.transform_config_from_args(args),
+      feed=cli.config_from_flag(args, FeedConfig),
+      transform=cli.config_from_flag(args, TransformConfig),
       metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
           paths.metadata_path),
       beam_pipeline_args=cli.beam_pipeline_args(args),

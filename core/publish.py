@@ -111,6 +111,16 @@ class FileOps:
     os.chmod(folder, 0o755)  # readers may run as another user
 
 
+def latest_version(base: str, marker: str = SAVED_MODEL_PB,
+                   ops: Optional[FileOps] = None) -> Optional[str]:
+  """The newest complete version folder under ``base`` (holding ``marker``, the file a
+  publication writes last), as TF Serving picks it; None when there is none."""
+  ops = ops or FileOps()
+  versions = [v for v in ops.listdir(base)
+              if v.isdigit() and ops.exists(os.path.join(base, v, marker))]
+  return os.path.join(base, max(versions, key=int)) if versions else None
+
+
 def next_version(base: str, now: Optional[float] = None, ops: Optional[FileOps] = None) -> int:
   """A Unix-time version greater than every numeric version already in ``base``."""
   ops = ops or FileOps()

@@ -54,6 +54,7 @@ from tfx.types import artifact_utils
 from tfx.utils import io_utils
 
 from core import features as F
+from core import publish
 from core.artifacts import embed
 from core.configs import FeedConfig
 from models import data, warmup
@@ -421,13 +422,16 @@ def build_feed(retrieval, ranking, feed_data: FeedData, k: int = 10, candidates:
                index: str = 'brute_force', margin_cap: int = 1000,
                order_by: str = FEED_DEFAULTS.order_by,
                retrieval_weight: float = FEED_DEFAULTS.retrieval_weight,
-               exclude: Optional[Tuple[np.ndarray, np.ndarray]] = None
+               exclude: Optional[Tuple[np.ndarray, np.ndarray]] = None,
+               item_embeddings: Optional[np.ndarray] = None
                ) -> Tuple[FeedServing, Dict[str, Any]]:
   """The feed module from two loaded SavedModels; and what was chosen (sizes, margin).
 
   ``exclude``: the (users, items) pairs the feed never returns; by default the train split's
   (the candidate that the offline metrics score on eval). The pushed feed passes everything
-  known when it is pushed (``served_exclusions``).
+  known when it is pushed (``served_exclusions``). ``item_embeddings``: the catalogue's
+  retrieval embeddings, when the caller has them already (the executor builds two feeds from
+  one retrieval model).
   """
   catalogue = np.asarray(feed_data.catalogue).astype(str)
   if len(set(catalogue.tolist())) != len(catalogue):
@@ -458,7 +462,8 @@ def build_feed(retrieval, ranking, feed_data: FeedData, k: int = 10, candidates:
   dependencies = (tracked_dependencies(retrieval, [embed_users])
                   + tracked_dependencies(ranking, [rank]))
   module = FeedServing(embed_users, rank, dependencies, catalogue,
-                       embed(embed_items, catalogue), known, keys, popular_ids,
+                       item_embeddings if item_embeddings is not None
+                       else embed(embed_items, catalogue), known, keys, popular_ids,
                        popular_scores, k=k, candidates=candidates, search_k=search_k,
                        index=index, order_by=order_by, retrieval_weight=retrieval_weight,
                        trained_users=np.unique(np.asarray(feed_data.train_users).astype(str)))
@@ -470,28 +475,20 @@ def build_feed(retrieval, ranking, feed_data: FeedData, k: int = 10, candidates:
   return module, info
 
 
-def exclusion_pairs(feed_model) -> Tuple[np.ndarray, np.ndarray]:
-  """The (users, items) pairs a loaded feed model leaves out (empty for a feed exported
-  before it kept them)."""
-  needed = ('known_users', 'catalogue', 'seen_keys')
-  if not all(hasattr(feed_model, name) for name in needed):
-    logging.warning('The feed model keeps no exclusion pairs; none carried forward')
+def exclusion_pairs(export_dir: str) -> Tuple[np.ndarray, np.ndarray]:
+  """The (users, items) pairs an exported feed leaves out, read from its variables without
+  loading the model (empty for a feed exported before it kept them)."""
+  reader = tf.train.load_checkpoint(os.path.join(export_dir, 'variables', 'variables'))
+  value = lambda name: reader.get_tensor(f'{name}/.ATTRIBUTES/VARIABLE_VALUE')
+  if not all(reader.has_tensor(f'{name}/.ATTRIBUTES/VARIABLE_VALUE')
+             for name in ('known_users', 'catalogue', 'seen_keys')):
+    logging.warning('The feed model in %s keeps no exclusion pairs', export_dir)
     return np.zeros([0], str), np.zeros([0], str)
-  users = feed_model.known_users.numpy().astype(str)
-  catalogue = feed_model.catalogue.numpy().astype(str)
-  keys = feed_model.seen_keys.numpy()
+  users = value('known_users').astype(str)
+  catalogue = value('catalogue').astype(str)
+  keys = value('seen_keys')
   keys = keys[keys < np.iinfo(np.int64).max]
   return users[keys // len(catalogue)], catalogue[keys % len(catalogue)]
-
-
-def latest_pushed(base: str) -> Optional[str]:
-  """The newest complete version folder under ``base`` (TF Serving's choice), or None."""
-  if not base or not tf.io.gfile.isdir(base):
-    return None
-  versions = [v.strip('/') for v in tf.io.gfile.listdir(base)]
-  versions = [v for v in versions if v.isdigit()
-              and tf.io.gfile.exists(os.path.join(base, v, 'saved_model.pb'))]
-  return os.path.join(base, max(versions, key=int)) if versions else None
 
 
 def served_exclusions(feed_data: FeedData, served_dir: Optional[str] = None
@@ -501,10 +498,10 @@ def served_exclusions(feed_data: FeedData, served_dir: Optional[str] = None
   interactions stay out too. Returns the pairs and where they came from."""
   users = [feed_data.train_users, feed_data.eval_users]
   items = [feed_data.train_items, feed_data.eval_items]
-  previous = latest_pushed(served_dir) if served_dir else None
+  previous = publish.latest_version(served_dir) if served_dir else None
   carried = 0
   if previous:
-    old_users, old_items = exclusion_pairs(tf.saved_model.load(previous))
+    old_users, old_items = exclusion_pairs(previous)
     users.append(old_users)
     items.append(old_items)
     carried = len(old_users)

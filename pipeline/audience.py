@@ -44,10 +44,9 @@ def exported_size(signature) -> int:
 def users_with(output_dir: str, item: str) -> Optional[set]:
   """The users who interacted with ``item``, as the pushed feed model knows them (every split
   of its run and earlier spans); None without a pushed feed model."""
-  import tensorflow as tf
   from models.feed import exclusion_pairs
   try:
-    feed = tf.saved_model.load(latest_version(os.path.join(output_dir, 'serving'), 'feed'))
+    feed = latest_version(os.path.join(output_dir, 'serving'), 'feed')
   except NoModelError:
     return None
   users, items = exclusion_pairs(feed)

@@ -42,18 +42,15 @@ def add_model_flags(parser: argparse.ArgumentParser) -> None:
                      help='retrieval index; scann needs ScaNN ops wherever the model is served')
   group.add_argument('--segments', type=int, default=0,
                      help='number of user segments (0: chosen by the silhouette score)')
-  group.add_argument('--retrieval-config', type=config_fields(RetrievalConfig), default={},
-                     metavar='JSON', help='any RetrievalConfig field (core/configs.py), '
-                     'e.g. \'{"embedding_l2": 50, "mask_seen": true}\'; wins over the flags above')
-  group.add_argument('--ranking-config', type=config_fields(RankingConfig), default={},
-                     metavar='JSON', help='any RankingConfig field, e.g. '
-                     '\'{"engagement_weight": 2}\'; wins over the flags above')
-  group.add_argument('--transform-config', type=config_fields(TransformConfig), default={},
-                     metavar='JSON', help='any TransformConfig field (vocabulary sizes, numeric '
-                     'buckets), e.g. \'{"numeric_buckets": 20}\'')
-  group.add_argument('--feed-config', type=config_fields(FeedConfig), default={},
-                     metavar='JSON', help='any FeedConfig field (how the feed orders and '
-                     'cuts its candidates), e.g. \'{"retrieval_weight": 10, "k": 20}\'')
+  for cls, example, what in (
+      (RetrievalConfig, '{"embedding_l2": 50, "mask_seen": true}', 'wins over the flags above'),
+      (RankingConfig, '{"engagement_weight": 2}', 'wins over the flags above'),
+      (TransformConfig, '{"numeric_buckets": 20}', 'vocabulary sizes, numeric buckets'),
+      (FeedConfig, '{"retrieval_weight": 10, "k": 20}', 'how the feed orders and cuts'),
+  ):
+    group.add_argument(f'--{_flag_name(cls)}-config', type=config_fields(cls), default={},
+                       metavar='JSON', help=f'any {cls.__name__} field (core/configs.py), e.g. '
+                       f"'{example}'; {what}")
   gates = parser.add_argument_group('gates (what a model must score to be pushed)')
   gates.add_argument('--min-top-100', type=float, default=g.min_top_100)
   gates.add_argument('--max-top-100-drop', type=float, default=g.max_top_100_drop,
@@ -150,12 +147,14 @@ def configs_from_args(args: argparse.Namespace) -> Tuple[RetrievalConfig, Rankin
   return retrieval, ranking, gates, ingest
 
 
-def feed_config_from_args(args: argparse.Namespace) -> FeedConfig:
-  return dataclasses.replace(FeedConfig(), **getattr(args, 'feed_config', {}))
+def _flag_name(cls) -> str:
+  """RetrievalConfig -> 'retrieval': the --<name>-config flag of a config class."""
+  return cls.__name__[:-len('Config')].lower()
 
 
-def transform_config_from_args(args: argparse.Namespace) -> TransformConfig:
-  return dataclasses.replace(TransformConfig(), **getattr(args, 'transform_config', {}))
+def config_from_flag(args: argparse.Namespace, cls):
+  """``cls`` with the fields its --<name>-config JSON flag sets."""
+  return dataclasses.replace(cls(), **getattr(args, f'{_flag_name(cls)}_config', {}))
 
 
 def _folder_bytes(path: str) -> int:

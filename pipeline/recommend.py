@@ -25,13 +25,13 @@ class NoModelError(RuntimeError):
 
 def latest_version(serving_dir: str, kind: str) -> str:
   """Path of the newest pushed version of ``kind`` (TF Serving picks the same one)."""
+  from core import publish
   base = os.path.join(serving_dir, kind)
-  versions = [v for v in (os.listdir(base) if os.path.isdir(base) else []) if v.isdigit()
-              and os.path.exists(os.path.join(base, v, 'saved_model.pb'))]
-  if not versions:
+  latest = publish.latest_version(base)
+  if latest is None:
     raise NoModelError(f'no pushed {kind} model in {base}; run `make run` (or local_runner.py '
                        '--output-dir with this folder) first')
-  return os.path.join(base, max(versions, key=int))
+  return latest
 
 
 def known_ids(model, side: str) -> set:

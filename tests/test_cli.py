@@ -52,10 +52,11 @@ def test_config_json_sets_any_field_and_rejects_unknown_ones_and_wrong_types(cap
   assert retrieval.temperature == 0.25  # the JSON wins over the named flag
   assert retrieval.hidden_units == (64, 32)
   assert ranking.engagement_weight == 2.0 and ranking.engagement_loss == 'binary'
-  feed = cli.feed_config_from_args(model_args('--feed-config', '{"retrieval_weight": 10}'))
+  feed = cli.config_from_flag(model_args('--feed-config', '{"retrieval_weight": 10}'),
+                              cli.FeedConfig)
   assert feed.retrieval_weight == 10.0 and feed.k == cli.FeedConfig().k
-  transform = cli.transform_config_from_args(model_args('--transform-config',
-                                                        '{"numeric_buckets": 20}'))
+  transform = cli.config_from_flag(model_args('--transform-config',
+                                              '{"numeric_buckets": 20}'), cli.TransformConfig)
   assert transform.numeric_buckets == 20 and transform.vocab_top_k == 100_000
   defaults = cli.configs_from_args(model_args())
   assert defaults[0].embedding_l2 == cli.RetrievalConfig().embedding_l2

@@ -15,7 +15,7 @@ from tfx.types import artifact_utils
 from tfx.utils import io_utils
 from tfx.utils import path_utils
 
-from core.artifacts import upstream_reasons, write_blessing
+from core.artifacts import embed, upstream_reasons, write_blessing
 from models.feed import (FEED_DEFAULTS, METRICS_FILE, build_feed, evaluate_feed,
                          read_feed_data, save_feed, served_exclusions)
 
@@ -51,6 +51,9 @@ class Executor(base_executor.BaseExecutor):
 
     # The candidate leaves out the train split only: scored on eval, as a model must be.
     candidate_dir = path_utils.serving_model_path(candidate.uri)
+    # The catalogue is embedded once for both feeds.
+    settings['item_embeddings'] = embed(loaded[0].signatures['embed_items'],
+                                        feed_data.catalogue)
     module, info = build_feed(*loaded, feed_data, **settings)
     save_feed(module, candidate_dir, feed_data, settings['index'])
     metrics = evaluate_feed(candidate_dir, feed_data,
