@@ -42,9 +42,11 @@ test: setup
 test-all: setup
 	$(PY) -m pytest -q --all --durations=15 $(TEST_ARGS)
 
-# Quality: the pipeline beside the baselines on the seed-42 split -> benchmarks/RESULTS.md
+# Quality: the pipeline beside the baselines on the seed-42 split -> benchmarks/RESULTS.md,
+# then on the temporal split (latest 20% by time is eval) -> benchmarks/TEMPORAL.md
 benchmark: setup
 	$(PY) -m benchmarks.quality $(RUN_ARGS)
+	$(PY) -m benchmarks.temporal $(RUN_ARGS)
 
 # Serving latency of the pushed models, and of the index at 1M items -> benchmarks/SERVING.md
 benchmark-serving: setup
