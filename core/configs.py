@@ -140,6 +140,8 @@ class GateConfig:
   # allowed drop against it.
   min_top_100: float = 0.1
   max_top_100_drop: float = 0.02
+  # Retrieval: top_100_unseen must beat the recent-popularity list's on the same eval rows.
+  beat_recent_popularity: bool = True
   # Ranking: maximum RMSE, and the largest allowed increase against the blessed model.
   max_rmse: float = 1.2
   max_rmse_increase: float = 0.02
@@ -167,14 +169,33 @@ class TransformConfig:
 
 @dataclasses.dataclass(frozen=True)
 class IngestConfig:
-  """Rules of the ingestion step."""
+  """Rules of the ingestion step.
+
+  One data folder is split by time by default: a feed is trained on the past and served on
+  the future, so the eval split is the latest ``eval_percent`` of the interactions (or every
+  interaction at or after ``eval_from``, a Unix time, when it is set) and train is everything
+  before. ``split='hash'`` holds out a stable pseudo-random share instead (a regression guard,
+  not the question production asks). Pre-split data (train/ + eval/) is used as given.
+  """
+  split: str = 'time'
   eval_percent: int = 20
+  eval_from: int = 0
   rating_min: float = 1.0
   rating_max: float = 5.0
   max_field_chars: int = 4096
 
+  def __post_init__(self):
+    if self.split not in SPLITS:
+      raise ValueError(f'split {self.split!r}: expected one of {list(SPLITS)}')
+    if not 0 < self.eval_percent < 100:
+      raise ValueError(f'eval_percent {self.eval_percent}: expected a share in (0, 100)')
+
   def to_dict(self) -> Dict[str, Any]:
     return dataclasses.asdict(self)
+
+
+# How one data folder is cut into train and eval (IngestConfig.split).
+SPLITS = ('time', 'hash')
 
 
 @dataclasses.dataclass(frozen=True)

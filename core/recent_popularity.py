@@ -22,13 +22,26 @@ def time_cut(timestamps: np.ndarray, eval_share: float) -> int:
   """The first timestamp of the latest ``eval_share`` of the rows.
 
   Rows at or after it are the latest ones (ties at the cut go with them), rows before it the
-  past: the same rule as the ingestion's time split.
+  past: the rule of the ingestion's time split (time_cut_from_counts).
   """
-  timestamps = np.sort(np.asarray(timestamps, dtype=np.int64))
-  if not len(timestamps):
+  values, counts_ = np.unique(np.asarray(timestamps, dtype=np.int64), return_counts=True)
+  return time_cut_from_counts(zip(values, counts_), eval_share)
+
+
+def time_cut_from_counts(timestamp_counts: Iterable[Tuple[int, int]], eval_share: float) -> int:
+  """time_cut from (timestamp, number of rows) pairs, the form a distributed count gives:
+  the timestamp of row ``int(n * (1 - eval_share))`` of the rows sorted by time."""
+  pairs = sorted((int(t), int(c)) for t, c in timestamp_counts)
+  total = sum(c for _, c in pairs)
+  if not total:
     raise ValueError('no timestamps to cut')
-  position = min(len(timestamps) - 1, int(len(timestamps) * (1.0 - eval_share)))
-  return int(timestamps[position])
+  position = min(total - 1, int(total * (1.0 - eval_share)))
+  seen = 0
+  for timestamp, count in pairs:
+    seen += count
+    if seen > position:
+      return timestamp
+  return pairs[-1][0]
 
 
 def counts(item_rows: np.ndarray, timestamps: np.ndarray, n_items: int, until: int,

@@ -5,11 +5,12 @@ arguments; the runners pass them to create_pipeline.
 """
 import argparse
 import dataclasses
+import datetime
 import json
 import os
 from typing import Any, Callable, Dict, List, Tuple
 
-from core.configs import (FeedConfig, GateConfig, IngestConfig, RankingConfig,
+from core.configs import (SPLITS, FeedConfig, GateConfig, IngestConfig, RankingConfig,
                           RetrievalConfig, TransformConfig)
 
 BEAM_RUNNERS = ('direct', 'dataflow', 'flink', 'spark')
@@ -55,6 +56,10 @@ def add_model_flags(parser: argparse.ArgumentParser) -> None:
   gates.add_argument('--min-top-100', type=float, default=g.min_top_100)
   gates.add_argument('--max-top-100-drop', type=float, default=g.max_top_100_drop,
                      help='largest allowed drop against the latest blessed retrieval model')
+  gates.add_argument('--no-recent-popularity-gate', dest='beat_recent_popularity',
+                     action='store_false', default=g.beat_recent_popularity,
+                     help='bless a retrieval model even if it does not beat the '
+                     'recent-popularity list on the eval rows')
   gates.add_argument('--max-rmse', type=float, default=g.max_rmse)
   gates.add_argument('--max-rmse-increase', type=float, default=g.max_rmse_increase,
                      help='largest allowed increase against the latest blessed ranking model')
@@ -62,10 +67,29 @@ def add_model_flags(parser: argparse.ArgumentParser) -> None:
                      help='score at most this many eval users (a fixed random sample) in the '
                      'retrieval and feed evaluations (0: all)')
   data = parser.add_argument_group('ingestion')
+  data.add_argument('--split', choices=SPLITS, default=i.split,
+                    help='how one data folder is cut into train and eval: by time (the latest '
+                    'interactions are eval; the default, a feed is served on the future) or '
+                    'by a stable hash (a random hold-out); pre-split data is used as given')
   data.add_argument('--eval-percent', type=int, default=i.eval_percent,
                     help='share of interactions held out when the data is not pre-split')
+  data.add_argument('--eval-from', type=unix_time, default=i.eval_from, metavar='DATE',
+                    help='with --split time: every interaction at or after this date '
+                    '(YYYY-MM-DD, UTC, or a Unix time) is eval, instead of --eval-percent')
   data.add_argument('--rating-min', type=float, default=i.rating_min)
   data.add_argument('--rating-max', type=float, default=i.rating_max)
+
+
+def unix_time(text: str) -> int:
+  """A date (YYYY-MM-DD, UTC) or a Unix time, as a Unix time."""
+  if text.lstrip('-').isdigit():
+    return int(text)
+  try:
+    day = datetime.datetime.strptime(text, '%Y-%m-%d')
+  except ValueError:
+    raise argparse.ArgumentTypeError(
+        f'{text!r}: expected a date YYYY-MM-DD or a Unix time') from None
+  return int(day.replace(tzinfo=datetime.timezone.utc).timestamp())
 
 
 def add_retraining_flags(parser: argparse.ArgumentParser) -> None:
@@ -141,8 +165,10 @@ def configs_from_args(args: argparse.Namespace) -> Tuple[RetrievalConfig, Rankin
   ranking = dataclasses.replace(ranking, **getattr(args, 'ranking_config', {}))
   gates = GateConfig(min_top_100=args.min_top_100, max_top_100_drop=args.max_top_100_drop,
                      max_rmse=args.max_rmse, max_rmse_increase=args.max_rmse_increase,
-                     eval_max_users=args.eval_max_users)
-  ingest = IngestConfig(eval_percent=args.eval_percent, rating_min=args.rating_min,
+                     eval_max_users=args.eval_max_users,
+                     beat_recent_popularity=args.beat_recent_popularity)
+  ingest = IngestConfig(split=args.split, eval_percent=args.eval_percent,
+                        eval_from=args.eval_from, rating_min=args.rating_min,
                         rating_max=args.rating_max)
   return retrieval, ranking, gates, ingest
 

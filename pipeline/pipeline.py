@@ -226,7 +226,8 @@ def create_pipeline(
       baseline_model=retrieval_baseline.outputs['model'],
       min_top_100=gates.min_top_100,
       max_top_100_drop=gates.max_top_100_drop,
-      max_users=gates.eval_max_users).with_id(RETRIEVAL_EVALUATOR)
+      max_users=gates.eval_max_users,
+      beat_recent_popularity=gates.beat_recent_popularity).with_id(RETRIEVAL_EVALUATOR)
   ranking_eval_nodes = []
   if layout.implicit:
     # No ratings: the ranking stage is judged on engagement, with AUC against sampled

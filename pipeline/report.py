@@ -420,17 +420,48 @@ def _metric_order(name: str):
   return ('unseen' in name, k, name)
 
 
+def split_sentence(split: Optional[Dict[str, Any]]) -> Optional[str]:
+  """What the eval split is, in words (metrics.json's ``split``)."""
+  if not split:
+    return None
+  if split['split'] == 'time':
+    return (f"Evaluated on the future: every interaction from {split['eval_from_utc']} UTC "
+            'on (split by time); the models trained on the interactions before it.')
+  if split['split'] == 'hash':
+    return (f"Evaluated on a {split['eval_percent']}% hash hold-out (a random split: the "
+            "model may have learnt from a user's later interactions).")
+  return 'Evaluated on the eval folder given with the data.'
+
+
+def recent_popularity_view(metrics: Dict[str, Any]) -> Optional[Dict[str, Any]]:
+  """top_100_unseen of the model beside the recent-popularity list, by user group."""
+  recent = metrics.get('recent_popularity')
+  if not recent or 'top_100_unseen_returning' not in metrics:
+    return None
+  window = recent.get('window_days')
+  rows = [{'group': label, 'model': format_metric(metrics[f'top_100_unseen{g}']),
+           'list': format_metric(recent[f'top_100_unseen{g}']),
+           'delta': _delta(metrics[f'top_100_unseen{g}'], recent[f'top_100_unseen{g}']),
+           'count': _number(metrics.get(f'eval_interactions{g}'))}
+          for g, label in (('', 'all'), ('_returning', 'returning users'),
+                           ('_new', 'new users'))]
+  return {'window': f'the last {window} days of train' if window else 'all of train',
+          'rows': rows}
+
+
 def retrieval_view(summary: Dict[str, Any], details: Dict[str, Any]) -> Dict[str, Any]:
   r = summary.get('retrieval') or {}
   saved = details.get('retrieval_evaluation') or {}
   metrics = dict(saved.get('metrics') or {})
-  metrics.update({k: v for k, v in r.items() if k.startswith('top_')})
+  metrics.update({k: v for k, v in r.items()
+                  if k.startswith(('top_', 'eval_interactions', 'recent_popularity'))})
   baseline = saved.get('baseline') or {}
   if not baseline and r.get('baseline_top_100') is not None:
     baseline = {'top_100': r['baseline_top_100']}
   if not any(m.startswith('top_') for m in metrics):
     return {'missing': _missing('retrieval evaluation', RETRIEVAL_EVALUATOR, details)}
-  names = sorted((m for m in metrics if m.startswith('top_')), key=_metric_order)
+  names = sorted((m for m in metrics if m.startswith('top_') and m.count('_') <= 2),
+                 key=_metric_order)
   rows = [{'name': m, 'key': f'retrieval.{m}', 'value': format_metric(metrics[m]),
            'baseline': format_metric(baseline.get(m)) if baseline else '—',
            'delta': _delta(metrics[m], baseline.get(m))} for m in names]
@@ -438,7 +469,8 @@ def retrieval_view(summary: Dict[str, Any], details: Dict[str, Any]) -> Dict[str
             'baseline': _number(baseline.get(count)) if baseline else '—', 'delta': None}
            for count in ('eval_interactions', 'eval_users') if metrics.get(count) is not None]
   return {'badge': _badge(r.get('blessed', saved.get('blessed'))), 'rows': rows,
-          'has_baseline': bool(baseline),
+          'has_baseline': bool(baseline), 'split': split_sentence(summary.get('split')),
+          'recent': recent_popularity_view(metrics),
           'reasons': r.get('why_not_blessed') or saved.get('reasons') or [],
           'figure': comparison_figure('Retrieval: top-k hit rate', names,
                                       [float(metrics[m]) for m in names],

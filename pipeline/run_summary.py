@@ -216,9 +216,9 @@ def _retrieval_metrics(nodes) -> Dict[str, Any]:
     return {}
   with open(os.path.join(evaluation.uri, 'metrics.json')) as f:
     result = json.load(f)
-  out = {k: v for k, v in result['metrics'].items() if k.startswith('top_')}
+  out = {k: v for k, v in result['metrics'].items()
+         if k.startswith(('top_', 'eval_interactions', 'recent_popularity'))}
   out['blessed'] = bool(result['blessed'])
-  out['eval_interactions'] = result['metrics']['eval_interactions']
   if result.get('baseline'):
     out['baseline_top_100'] = result['baseline']['top_100']
   if result.get('reasons'):
@@ -259,6 +259,21 @@ def _feed_metrics(nodes) -> Dict[str, Any]:
   with open(path) as f:
     metrics = json.load(f)
   return {k: metrics[k] for k in ('hit_rate_at_10', 'ndcg_at_10') if k in metrics}
+
+
+def _split(nodes) -> Optional[Dict[str, Any]]:
+  """How the run's train and eval were cut (the ingestion records it on its Examples)."""
+  examples = _output(nodes, P.EXAMPLE_GEN, 'examples')
+  if examples is None or _prop(examples, 'split') is None:
+    return None
+  out: Dict[str, Any] = {'split': _prop(examples, 'split')}
+  for key in ('eval_percent', 'eval_from'):
+    if _prop(examples, key) is not None:
+      out[key] = int(_prop(examples, key))
+  if 'eval_from' in out:
+    out['eval_from_utc'] = time.strftime('%Y-%m-%d %H:%M:%S',
+                                         time.gmtime(out['eval_from']))
+  return out
 
 
 def _pushed(nodes, node: str) -> Dict[str, Any]:
@@ -357,6 +372,7 @@ def build_summary(paths: OutputPaths, started: Optional[float] = None,
       'ranking': ranking,
       'feed': feed,
       'eval_interactions': retrieval.get('eval_interactions'),
+      'split': _split(nodes),
       'pushed': {k: v['version'] for k, v in pushes.items()},
       'pushed_paths': {k: v['path'] for k, v in pushes.items()},
       'segments': ({'count': _prop(segments, 'num_segments'),
@@ -623,6 +639,21 @@ def error_message(error: BaseException) -> str:
   return (match.group(2) if match else text).strip()
 
 
+def recent_popularity_lines(retrieval: Dict[str, Any]) -> List[str]:
+  """top_100_unseen of returning and new users beside the recent-popularity list's."""
+  recent = retrieval.get('recent_popularity')
+  if not recent or 'top_100_unseen_returning' not in retrieval:
+    return []
+  window = recent.get('window_days')
+  lines = [f"top_100_unseen by user: model / recent-popularity list "
+           f"({f'last {window} days' if window else 'all of train'})"]
+  for group in ('', '_returning', '_new'):
+    rows = retrieval.get(f'eval_interactions{group}')
+    lines.append(f"  {group.strip('_') or 'all'}: {retrieval[f'top_100_unseen{group}']:.3f} / "
+                 f"{recent[f'top_100_unseen{group}']:.3f}  ({rows} eval interactions)")
+  return lines
+
+
 def warm_start_lines(summary: Dict[str, Any]) -> List[str]:
   """One line per trainer: the version it warm-started from, or that it started from scratch."""
   return [f'{kind} trainer: warm start from version {warm["from_version"]} '
@@ -638,11 +669,19 @@ def format_summary(summary: Dict[str, Any], paths: OutputPaths) -> str:
     lines.append(f"  failed in {summary.get('failed_component') or 'the pipeline'}: "
                  f"{summary['error']}")
   r, k = summary['retrieval'], summary['ranking']
+  split = summary.get('split')
+  if split:
+    lines.append('  evaluated on ' + (
+        f"the interactions from {split['eval_from_utc']} UTC on (split by time)"
+        if split['split'] == 'time' else
+        f"a {split['eval_percent']}% hash hold-out (a random split)"
+        if split['split'] == 'hash' else 'the eval folder given'))
   if r:
-    order = sorted((m for m in r if m.startswith('top_')),
+    order = sorted((m for m in r if m.startswith('top_') and m.count('_') <= 2),
                    key=lambda m: ('unseen' in m, int(m.split('_')[1])))
     lines.append('  retrieval: ' + '  '.join(f'{m} {r[m]:.3f}' for m in order)
                  + f"  blessed={r['blessed']}")
+    lines += [f'  {line}' for line in recent_popularity_lines(r)]
   if k:
     measure = (f"auc {k['auc']:.3f}" if 'auc' in k and 'rmse' not in k
                else f"rmse {k.get('rmse', float('nan')):.3f}")

@@ -19,7 +19,8 @@ FAST = ['--beam-mode', 'in_memory', '--retrieval-epochs', '3', '--ranking-epochs
 # of segments instead of the silhouette search.
 TINY_USERS = 60
 TINY = ['--beam-mode', 'in_memory', '--epochs', '1', '--retrieval-batch-size', '512',
-        '--min-top-100', '0', '--max-rmse', '100', '--segments', '2']
+        '--min-top-100', '0', '--max-rmse', '100', '--no-recent-popularity-gate',
+        '--segments', '2']
 
 
 def write(path, text):

@@ -4,9 +4,9 @@ are in the full tier. Runs on other data (synthetic columns, implicit feedback, 
 their own modules.
 """
 import csv
-import hashlib
 import json
 import os
+import time
 
 import numpy as np
 import pytest
@@ -20,12 +20,14 @@ def _latest(out, kind):
   return load_model(recommend.latest_version(os.path.join(out, 'serving'), kind))
 
 
-def _eval_rows(data):
-  """The sample's interactions the ingestion's hash split puts in eval (20%), recomputed."""
+def _time_split(data):
+  """(cut, eval rows) of the ingestion's default split of the sample, recomputed: every
+  interaction at or after the first timestamp of the latest 20% is eval."""
   with open(os.path.join(data, 'interactions.csv')) as f:
-    rows = list(csv.DictReader(f))
-  key = lambda r: f"{r['user_id']}\x1f{r['item_id']}\x1f{r['timestamp']}".encode()
-  return sum(int(hashlib.md5(key(r)).hexdigest()[:8], 16) % 100 < 20 for r in rows)
+    times = np.array([int(r['timestamp']) for r in csv.DictReader(f)])
+  ordered = np.sort(times)
+  cut = int(ordered[int(len(times) * 0.8)])
+  return cut, int(np.sum(times >= cut))
 
 
 def test_run_succeeds_and_writes_metrics(tiny_run):
@@ -39,7 +41,15 @@ def test_run_succeeds_and_writes_metrics(tiny_run):
   assert r['top_100_unseen'] >= r['top_100']  # removing seen items can only help
   assert r['blessed'] is True and k['blessed'] is True  # the gates are opened in this run
   assert np.isfinite(k['rmse']) and k['rmse'] > 0
-  assert metrics['eval_interactions'] == _eval_rows(data) and 0 < _eval_rows(data) < n
+  cut, eval_rows = _time_split(data)
+  assert metrics['eval_interactions'] == eval_rows and 0 < eval_rows < n
+  assert metrics['split'] == {'split': 'time', 'eval_percent': 20, 'eval_from': cut,
+                              'eval_from_utc': time.strftime('%Y-%m-%d %H:%M:%S',
+                                                             time.gmtime(cut))}
+  assert r['eval_interactions_returning'] + r['eval_interactions_new'] == eval_rows
+  recent = r['recent_popularity']
+  assert 0 <= recent['top_100_unseen'] <= 1 and recent['window_days'] in (3, 7, 14, 30, 60, 90,
+                                                                           180, None)
   assert 0 <= metrics['feed']['hit_rate_at_10'] <= 1 and 0 <= metrics['feed']['ndcg_at_10'] <= 1
   for kind in ('retrieval', 'ranking', 'feed'):
     version = metrics['pushed'][kind]

@@ -20,13 +20,18 @@ def _collect(example, split):
        for k, v in example.features.feature.items()})
 
 
+def _collect_split(described):
+  _COLLECTED['split'] = described
+
+
 def _run(files, **options):
   """Runs build_splits in-process and returns {split: [feature dict]}."""
   _COLLECTED.clear()
   with beam.Pipeline() as p:
-    splits = ex.build_splits(p, files, dict(ex.DEFAULT_OPTIONS, **options))
+    splits, split = ex.build_splits(p, files, dict(ex.DEFAULT_OPTIONS, **options))
     for name, pcoll in splits.items():
       _ = pcoll | f'Collect{name}' >> beam.Map(_collect, name)
+    _ = split | 'CollectSplit' >> beam.Map(_collect_split)
   return dict(_COLLECTED)
 
 
@@ -63,11 +68,41 @@ def test_hash_split_is_deterministic_and_partitions(tiny_tables):
   path = [write(tiny_tables / 'interactions.csv', 'user_id,item_id,rating,timestamp\n' + rows)]
   files = {'train': path, 'eval': path, 'interactions': path,
            'items': [str(tiny_tables / 'items.csv')]}
-  a, b = _run(files, eval_percent=30), _run(files, eval_percent=30)
+  a, b = (_run(files, split='hash', eval_percent=30), _run(files, split='hash', eval_percent=30))
   key = lambda split: sorted(r[F.TIMESTAMP] for r in split)
   assert key(a['train']) == key(b['train']) and key(a['eval']) == key(b['eval'])
   assert len(a['train']) + len(a['eval']) == 45
   assert 5 <= len(a['eval']) <= 22  # about 30% of 45
+  assert max(key(a['train'])) > min(key(a['eval']))  # not a cut by time
+  assert a['split'] == {'split': 'hash', 'eval_percent': 30}
+
+
+def _timed_rows(folder, timestamps):
+  rows = ''.join(f'{1 + n % 3},{(10, 20, 30)[n % 3]},3,{t}\n' for n, t in enumerate(timestamps))
+  path = [write(folder / 'interactions.csv', 'user_id,item_id,rating,timestamp\n' + rows)]
+  return {'train': path, 'eval': path, 'interactions': path,
+          'items': [str(folder / 'items.csv')]}
+
+
+def test_one_folder_is_split_by_time_by_default(tiny_tables):
+  # Ten rows, out of order, two of them tied at the cut: the latest 20% start at row 8 of
+  # the sorted rows (time 180), and the tie at 180 goes to eval with it.
+  files = _timed_rows(tiny_tables, [150, 190, 100, 180, 110, 180, 120, 130, 140, 160])
+  out = _run(files)
+  assert sorted(r[F.TIMESTAMP] for r in out['eval']) == [180, 180, 190]
+  assert sorted(r[F.TIMESTAMP] for r in out['train']) == [100, 110, 120, 130, 140, 150, 160]
+  assert out['split'] == {'split': 'time', 'eval_percent': 20, 'eval_from': 180}
+
+
+def test_a_given_cut_date_overrides_the_share(tiny_tables):
+  files = _timed_rows(tiny_tables, [150, 190, 100, 180, 110, 180, 120, 130, 140, 160])
+  out = _run(files, eval_from=135, eval_percent=50)
+  assert sorted(r[F.TIMESTAMP] for r in out['eval']) == [140, 150, 160, 180, 180, 190]
+  assert out['split']['eval_from'] == 135
+
+
+def test_pre_split_data_is_used_as_given(tiny_tables):
+  assert _run(_files(tiny_tables))['split'] == {'split': 'given'}
 
 
 def test_without_users_table_users_come_from_interactions(tiny_tables):

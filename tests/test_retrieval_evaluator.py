@@ -47,9 +47,43 @@ def test_eval_items_outside_the_catalogue_are_an_error():
 
 def test_max_users_samples_eval_users():
   users = np.array(['u1', 'u2'] * 5)
-  metrics = ex.evaluate_retrieval(FakeModel(), users, np.array(['a'] * 10), ITEMS, {},
-                                  ks=(1,), max_users=1)
-  assert metrics['eval_users'] == 1 and metrics['eval_interactions'] == 5
+  rows = ex.sample_users(users, 1)
+  assert rows.sum() == 5 and len(set(users[rows])) == 1
+  assert ex.sample_users(users, 0).all() and ex.sample_users(users, 2).all()
+
+
+def test_returning_and_new_users_are_scored_apart():
+  # u1 is known from train (seen a); u3 is new: no vector (zeros) -> every item ties.
+  metrics = ex.evaluate_retrieval(
+      FakeModel(), eval_users=np.array(['u1', 'u1', 'u3']), eval_items=np.array(['b', 'c', 'a']),
+      catalogue=ITEMS, seen={'u1': {'a'}}, ks=(10, 100))
+  assert metrics['eval_interactions_returning'] == 2 and metrics['eval_interactions_new'] == 1
+  assert metrics['top_10_unseen_returning'] == 1.0 and metrics['top_10_unseen_new'] == 1.0
+
+
+def test_recent_popularity_list_on_the_same_rows():
+  day = 86400
+  # Items a and b were popular long ago, c lately: the window chosen inside train puts c
+  # first, where the all-time list has it third.
+  old = [('o%d' % n, 'a', n) for n in range(40)] + [('p%d' % n, 'b', n) for n in range(30)]
+  lately = [('u%d' % n, 'c', 100 * day + n) for n in range(20)] + [('u99', 'b', 100 * day)]
+  users, items, times = (np.array(v) for v in zip(*(old + lately)))
+  train = {'user_id': users, 'item_id': items, 'timestamp': times.astype(np.int64)}
+  seen = ex.seen_items(users, items)
+  found = ex.recent_popularity(np.array(['new1', 'u0']), np.array(['c', 'd']), ITEMS, seen,
+                               train, ks=(1, 2))
+  assert found['window_days'] is not None  # not "all"
+  assert found['top_1_unseen_new'] == 1.0  # c first for a new user
+  assert found['top_1_unseen_returning'] == 0.0  # d after b for u0 (c removed)
+  assert found['top_2_unseen'] == 0.5
+
+
+def test_the_gate_requires_beating_recent_popularity():
+  metrics = {'top_100': 0.3, 'top_100_unseen': 0.40}
+  assert ex.decide_blessing(metrics, None, 0.2, 0.02, {'top_100_unseen': 0.39})['blessed']
+  lost = ex.decide_blessing(metrics, None, 0.2, 0.02, {'top_100_unseen': 0.40})
+  assert not lost['blessed'] and 'recent-popularity list' in lost['reasons'][0]
+  assert ex.decide_blessing(metrics, None, 0.2, 0.02, None)['blessed']
 
 
 def test_blessing_rules():

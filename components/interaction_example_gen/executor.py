@@ -14,6 +14,7 @@ Rules (docs/data.md has the input layout):
 """
 import csv
 import hashlib
+import json
 import math
 import os
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple
@@ -33,6 +34,7 @@ from tfx.utils import proto_utils
 
 from core import features as F
 from core.configs import IngestConfig
+from core.recent_popularity import time_cut_from_counts
 
 Row = Dict[str, str]
 
@@ -359,11 +361,13 @@ def check_tables(files: Dict[str, List[str]]) -> None:
 
 
 def build_splits(pipeline: beam.Pipeline, files: Dict[str, List[str]],
-                 options: Dict[str, Any]) -> Dict[str, beam.PCollection]:
-  """The four output splits as PCollections of tf.train.Example.
+                 options: Dict[str, Any]
+                 ) -> Tuple[Dict[str, beam.PCollection], beam.PCollection]:
+  """The four output splits as PCollections of tf.train.Example, and a one-element
+  PCollection that describes how train and eval were cut (split_one_folder).
 
   Args:
-    files: 'train' and 'eval' (interaction files; the same files mean "split by hash"),
+    files: 'train' and 'eval' (interaction files; the same files mean "split them"),
       'items', and optionally 'users' (absent: users come from the interactions alone).
     options: DEFAULT_OPTIONS keys.
   """
@@ -406,13 +410,12 @@ def build_splits(pipeline: beam.Pipeline, files: Dict[str, List[str]],
 
   split_files_by_label = {'Train': files['train'], 'Eval': files['eval']}
   if files['train'] == files['eval']:
-    eval_percent = int(options['eval_percent'])
     both = interactions('Interactions', files['train'])
-    train_rows, eval_rows = both | 'HashSplit' >> beam.Partition(
-        lambda r, _: int(_is_eval(r[2], eval_percent)), 2)
+    train_rows, eval_rows, split = split_one_folder(both, options)
   else:
     train_rows = interactions('TrainInteractions', files['train'])
     eval_rows = interactions('EvalInteractions', files['eval'])
+    split = pipeline | 'GivenSplit' >> beam.Create([{'split': 'given'}])
 
   splits = {
       F.TRAIN: join('Train', train_rows),
@@ -428,7 +431,37 @@ def build_splits(pipeline: beam.Pipeline, files: Dict[str, List[str]],
                        | 'TrainUserIds' >> beam.Map(lambda r: r[2][F.USER_ID])
                        | 'DistinctUsers' >> beam.Distinct()
                        | 'UserIdExample' >> beam.Map(lambda u: to_example({F.USER_ID: u})))
-  return splits
+  return splits, split
+
+
+def split_one_folder(rows: beam.PCollection, options: Dict[str, Any]):
+  """(train rows, eval rows, a one-element PCollection describing the split) of one folder.
+
+  By time (the default): eval is every row at or after the cut, the given ``eval_from`` or
+  else the first timestamp of the latest ``eval_percent`` of the rows, counted exactly over
+  the distinct timestamps (core.recent_popularity.time_cut_from_counts). By hash: a stable
+  pseudo-random share.
+  """
+  eval_percent = int(options['eval_percent'])
+  if options['split'] == 'hash':
+    train_rows, eval_rows = rows | 'HashSplit' >> beam.Partition(
+        lambda r, _: int(_is_eval(r[2], eval_percent)), 2)
+    described = rows.pipeline | 'DescribeHashSplit' >> beam.Create(
+        [{'split': 'hash', 'eval_percent': eval_percent}])
+    return train_rows, eval_rows, described
+  if int(options['eval_from'] or 0):
+    cut = rows.pipeline | 'GivenCut' >> beam.Create([int(options['eval_from'])])
+  else:
+    cut = (rows
+           | 'Timestamps' >> beam.Map(lambda r: r[2][F.TIMESTAMP])
+           | 'CountTimestamps' >> beam.combiners.Count.PerElement()
+           | 'AllCounts' >> beam.combiners.ToList()
+           | 'Cut' >> beam.Map(lambda pairs: time_cut_from_counts(pairs, eval_percent / 100)))
+  train_rows, eval_rows = rows | 'TimeSplit' >> beam.Partition(
+      lambda r, _, at: int(r[2][F.TIMESTAMP] >= at), 2, beam.pvalue.AsSingleton(cut))
+  described = cut | 'DescribeTimeSplit' >> beam.Map(
+      lambda at: {'split': 'time', 'eval_percent': eval_percent, 'eval_from': int(at)})
+  return train_rows, eval_rows, described
 
 
 def options_from_custom_config(exec_properties: Dict[str, Any]) -> Dict[str, Any]:
@@ -460,6 +493,21 @@ def WriteExamples(examples: beam.PCollection, split_uri: str) -> beam.pvalue.PDo
               file_name_suffix='.gz'))
 
 
+# Beside the splits in the Examples artifact: how train and eval were cut (record_split).
+SPLIT_FILE = 'split.json'
+
+
+def record_split(examples, path: str) -> None:
+  """Copies the split's description into the Examples artifact's properties ('split' and,
+  for a time split, 'eval_from'), where the run summary and the metadata store read it."""
+  with tf.io.gfile.GFile(path) as f:
+    described = json.loads(f.read())
+  examples.set_string_custom_property('split', described['split'])
+  for key in ('eval_percent', 'eval_from'):
+    if key in described:
+      examples.set_int_custom_property(key, int(described[key]))
+
+
 class Executor(BaseExampleGenExecutor):
   """FileBasedExampleGen executor with the recommender's join and split rules."""
 
@@ -475,10 +523,16 @@ class Executor(BaseExampleGenExecutor):
     artifact_utils.get_single_instance(outputs).split_names = (
         artifact_utils.encode_split_names(
             example_gen_utils.generate_output_split_names(input_config, output_config)))
+    examples = artifact_utils.get_single_instance(outputs)
+    described = os.path.join(examples.uri, SPLIT_FILE)
     with self._make_beam_pipeline() as pipeline:
-      for name, examples in self.GenerateExamplesByBeam(pipeline, exec_properties).items():
-        _ = examples | f'WriteSplit[{name}]' >> WriteExamples(
+      splits, split = self.GenerateExamplesByBeam(pipeline, exec_properties)
+      for name, split_examples in splits.items():
+        _ = split_examples | f'WriteSplit[{name}]' >> WriteExamples(
             artifact_utils.get_split_uri(outputs, name))
+      _ = (split | 'SplitJson' >> beam.Map(json.dumps, sort_keys=True)
+           | 'WriteSplitJson' >> beam.io.WriteToText(described, shard_name_template=''))
+    record_split(examples, described)
     payload = exec_properties.get(standard_component_specs.OUTPUT_DATA_FORMAT_KEY)
     if payload:
       for artifact in outputs:
@@ -487,8 +541,9 @@ class Executor(BaseExampleGenExecutor):
   def GetInputSourceToExamplePTransform(self) -> beam.PTransform:
     raise NotImplementedError('InteractionExampleGen builds all splits in GenerateExamplesByBeam')
 
-  def GenerateExamplesByBeam(self, pipeline: beam.Pipeline,
-                             exec_properties: Dict[str, Any]) -> Dict[str, beam.PCollection]:
+  def GenerateExamplesByBeam(self, pipeline: beam.Pipeline, exec_properties: Dict[str, Any]
+                             ) -> Tuple[Dict[str, beam.PCollection], beam.PCollection]:
+    """build_splits on the component's input: (the splits, the split's description)."""
     input_config = example_gen_pb2.Input()
     proto_utils.json_to_proto(
         exec_properties[standard_component_specs.INPUT_CONFIG_KEY], input_config)

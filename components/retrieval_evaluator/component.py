@@ -23,6 +23,7 @@ class RetrievalEvaluatorSpec(types.ComponentSpec):
       'min_top_100': ExecutionParameter(type=float),
       'max_top_100_drop': ExecutionParameter(type=float),
       'max_users': ExecutionParameter(type=int),
+      'beat_recent_popularity': ExecutionParameter(type=int),  # 0 or 1
   }
   INPUTS = {
       'examples': ChannelParameter(type=standard_artifacts.Examples),
@@ -44,11 +45,13 @@ class RetrievalEvaluator(base_component.BaseComponent):
   def __init__(self, examples: types.BaseChannel, model: types.BaseChannel,
                baseline_model: Optional[types.BaseChannel] = None,
                top_ks: Sequence[int] = (10, 50, 100), min_top_100: float = 0.0,
-               max_top_100_drop: float = 0.02, max_users: int = 0):
+               max_top_100_drop: float = 0.02, max_users: int = 0,
+               beat_recent_popularity: bool = True):
     spec = RetrievalEvaluatorSpec(
         examples=examples, model=model, baseline_model=baseline_model,
         top_ks=json.dumps(list(top_ks)), min_top_100=float(min_top_100),
         max_top_100_drop=float(max_top_100_drop), max_users=int(max_users),
+        beat_recent_popularity=int(beat_recent_popularity),
         evaluation=types.Channel(type=standard_artifacts.ModelEvaluation),
         blessing=types.Channel(type=standard_artifacts.ModelBlessing))
     super().__init__(spec=spec)
