@@ -102,8 +102,8 @@ def retrieval_metrics(fn_args: _FnArgs, tft_output, variant: Dict[str, Any],
   config = config_from_dict(RetrievalConfig, variant)
   users, items = build_stores(fn_args.train_files, tft_output)
   model, _, _ = retrieval.train(fn_args, tft_output, config, items=items)
-  serving = retrieval.RetrievalServing(model, tft_output.transform_features_layer(), users,
-                                       items, k=config.top_k, index='brute_force')
+  serving, _ = retrieval.serving_model(model, tft_output, users, items, config,
+                                       fn_args.train_files, index='brute_force')
 
   class Signatures:  # evaluate_retrieval takes a loaded SavedModel
     signatures = {'embed_users': serving.embed_users, 'embed_items': serving.embed_items}

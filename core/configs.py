@@ -55,6 +55,12 @@ class RetrievalConfig:
   # Pairs of towers trained side by side from different initial weights, their scores
   # averaged (a seed ensemble in one model: ``ensemble`` times the training arithmetic).
   ensemble: int = 1
+  # Popularity lately at serving time (RetrievalServing): a known user's scores move by
+  # recency_weight x (log P_recent - log P) per item, where P_recent counts the window of the
+  # recent-popularity list; a new user's popularity term is new_user_popularity_weight x
+  # log P_recent (with popularity_correction; the temperature would just undo it).
+  recency_weight: float = 0.2
+  new_user_popularity_weight: float = 0.5
   top_k: int = 100
   # Seed of the initial weights, the batch order and the sampled negatives: vary it to see
   # a change's effect beside run-to-run noise (benchmarks/sweep.py).

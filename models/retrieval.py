@@ -5,7 +5,9 @@ items appear as in-batch negatives more often than their share of the catalogue 
 the correction removes that bias). The export scores the whole catalogue with a BruteForce
 index (loads in any TF Serving) or ScaNN (needs ScaNN's ops at serving time).
 """
-from typing import Any, Dict, Optional
+import json
+import os
+from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -20,9 +22,12 @@ from models.index import make_index
 from models.towers import Tower, member_outputs, members_of, towers
 from models.warmup import write_warmup
 from core import features as F
+from core import recent_popularity
 from core.configs import RetrievalConfig, config_from_dict
 
 SIGNATURE = 'retrieve'
+# In the Trainer's model_run: the recent window behind the served recency term.
+RECENCY_FILE = 'recency.json'
 
 
 class TwoTowerModel(tfrs.Model):
@@ -133,19 +138,25 @@ def item_log_probabilities(tft_output: tft.TFTransformOutput) -> np.ndarray:
 class RetrievalServing(tf.Module):
   """What the retrieval SavedModel holds: stores, Transform layer, towers and the index.
 
-  The vectors it indexes and returns (``embed_users``, ``embed_items``) carry one extra column
-  for cold start: on the item side log P(item) in training divided by S, the largest
-  |log P| (so that the column stays within [-1, 0], like the unit-norm towers, and does not
-  dominate ScaNN's partitioning); on the query side ``cold_start_weight`` x S for a user the
-  id vocabulary does not know, 0 for the others. A known user's scores are the towers' dot
-  product; a new user's, served from features only, add ``cold_start_weight`` x log P(item):
-  with the temperature as weight this undoes the training's popularity correction, i.e. it
-  falls back on popularity where the id says nothing (docs/quality.md has its effect).
+  The vectors it indexes and returns (``embed_users``, ``embed_items``) carry two extra
+  columns, so that the index scores what is described here and stays a plain dot product:
+  * cold start: on the item side log P(item) in training divided by S, the largest |log P|
+    (so that the column stays within [-1, 0], like the unit-norm towers, and does not
+    dominate ScaNN's partitioning); on the query side ``cold_start_weight`` x S for a user
+    the id vocabulary does not know, 0 for the others. A new user, served from features
+    only, gets ``cold_start_weight`` x log P(item): it falls back on popularity where the id
+    says nothing (docs/quality.md has its effect).
+  * recency: on the item side ``recency_shift`` = log P_recent(item) - log P(item) divided by
+    its largest magnitude R; on the query side ``recency_weight`` x R for a known user and
+    ``cold_start_weight`` x R for a new one. The towers learnt popularity as it was over
+    the whole of train; the shift moves it to what is popular lately, the feed's future. A
+    new user's popularity term becomes ``cold_start_weight`` x log P_recent(item).
   """
 
   def __init__(self, model: TwoTowerModel, tft_layer, users: FeatureStore,
                items: FeatureStore, k: int, index: str, audience_k: int = 1000,
-               item_log_prob: Optional[np.ndarray] = None, cold_start_weight: float = 0.0):
+               item_log_prob: Optional[np.ndarray] = None, cold_start_weight: float = 0.0,
+               recency_shift: Optional[np.ndarray] = None, recency_weight: float = 0.0):
     super().__init__()
     self.tft_layer = tft_layer
     self.query_tower = model.query_tower
@@ -159,6 +170,13 @@ class RetrievalServing(tf.Module):
     scale = float(max(1.0, np.max(np.abs(log_prob)))) if len(log_prob) else 1.0
     self.item_prior = tf.constant(log_prob / scale, tf.float32)
     self.cold_start_weight = tf.constant(float(cold_start_weight) * scale)
+    shift = (np.asarray(recency_shift, np.float32) if recency_shift is not None
+             else np.zeros([rows], np.float32))
+    shift_scale = float(max(1.0, np.max(np.abs(shift)))) if len(shift) else 1.0
+    self.item_recency = tf.constant(shift / shift_scale, tf.float32)
+    self.recency_weights = tf.constant(
+        [float(recency_weight) * shift_scale, float(cold_start_weight) * shift_scale]
+        if recency_shift is not None else [0.0, 0.0], tf.float32)
     self.users = users
     self.items = items
     self.k = k
@@ -190,14 +208,20 @@ class RetrievalServing(tf.Module):
   def embed_users(self, user_id):
     features = self.tft_layer(self.users.lookup(user_id))
     ids = tf.reshape(features[self.user_key], [-1])
-    cold = tf.cast(ids >= self.user_oov, tf.float32) * self.cold_start_weight
-    return {'embeddings': tf.concat([self.query_tower(features), cold[:, tf.newaxis]], 1)}
+    is_cold = tf.cast(ids >= self.user_oov, tf.int32)
+    cold = tf.cast(is_cold, tf.float32) * self.cold_start_weight
+    recency = tf.gather(self.recency_weights, is_cold)
+    return {'embeddings': tf.concat([self.query_tower(features), cold[:, tf.newaxis],
+                                     recency[:, tf.newaxis]], 1)}
 
   @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='item_id')])
   def embed_items(self, item_id):
     features = self.tft_layer(self.items.lookup(item_id))
-    prior = tf.gather(self.item_prior, tf.reshape(features[self.item_key], [-1]))
-    return {'embeddings': tf.concat([self.candidate_tower(features), prior[:, tf.newaxis]], 1)}
+    rows = tf.reshape(features[self.item_key], [-1])
+    prior = tf.gather(self.item_prior, rows)
+    recency = tf.gather(self.item_recency, rows)
+    return {'embeddings': tf.concat([self.candidate_tower(features), prior[:, tf.newaxis],
+                                     recency[:, tf.newaxis]], 1)}
 
   @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='user_id')])
   def retrieve(self, user_id):
@@ -231,7 +255,36 @@ class RetrievalServing(tf.Module):
 
 def cold_start_weight(config: RetrievalConfig) -> float:
   """Weight of log P(item) for users the id vocabulary does not know (RetrievalServing)."""
-  return config.temperature if config.popularity_correction else 0.0
+  return config.new_user_popularity_weight if config.popularity_correction else 0.0
+
+
+def item_recency_shift(tft_output: tft.TFTransformOutput, train_files, config: RetrievalConfig
+                       ) -> Tuple[np.ndarray, Dict[str, Any]]:
+  """log P_recent(item) - log P(item), indexed like the item id vocabulary (OOV rows: 0).
+
+  P_recent counts the train interactions of the recent window that best predicts the latest
+  train rows from the earlier ones (core.recent_popularity, the window of the
+  recent-popularity list); P counts all of train. Both are smoothed by one interaction per
+  item, so that an item nobody touched lately is pushed down, not removed. Returns the shift
+  and a description (the window) for the training report.
+  """
+  vocab = [t.decode() if isinstance(t, bytes) else t
+           for t in tft_output.vocabulary_by_name(F.vocabulary_name(F.ITEM_ID))]
+  row = {item: i for i, item in enumerate(vocab)}
+  table = data.read_table(train_files, [F.USER_ID, F.ITEM_ID, F.TIMESTAMP])
+  items = np.array([row.get(str(i), -1) for i in table[F.ITEM_ID]], dtype=np.int64)
+  known = items >= 0
+  users = table[F.USER_ID].astype(str)[known]
+  times = table[F.TIMESTAMP].astype(np.int64)[known]
+  items = items[known]
+  n = len(vocab)
+  window, shares = recent_popularity.choose_window(users, items, times, n)
+  until = int(times.max()) + 1 if len(times) else 0
+  recent = recent_popularity.counts(items, times, n, until, window) + 1.0
+  overall = np.bincount(items, minlength=n).astype(np.float64) + 1.0
+  shift = np.log(recent / recent.sum()) - np.log(overall / overall.sum())
+  return (np.concatenate([shift, np.zeros(2)]).astype(np.float32),
+          {'window_days': window, 'recency_weight': config.recency_weight})
 
 
 def train(fn_args, tft_output: tft.TFTransformOutput, config: RetrievalConfig,
@@ -269,6 +322,22 @@ def train(fn_args, tft_output: tft.TFTransformOutput, config: RetrievalConfig,
   return model, {k: [float(v) for v in vals] for k, vals in history.history.items()}, report
 
 
+def serving_model(model: TwoTowerModel, tft_output: tft.TFTransformOutput, users: FeatureStore,
+                  items: FeatureStore, config: RetrievalConfig, train_files,
+                  index: Optional[str] = None) -> Tuple['RetrievalServing', Dict[str, Any]]:
+  """What the Trainer exports (and benchmarks/sweep.py scores): the trained towers with the
+  popularity priors of ``config``; returns it and the recency term's description."""
+  shift, recency = (item_recency_shift(tft_output, train_files, config)
+                    if config.recency_weight or cold_start_weight(config) else (None, {}))
+  serving = RetrievalServing(model, tft_output.transform_features_layer(), users, items,
+                             k=config.top_k, index=index or config.index,
+                             audience_k=config.audience_k,
+                             item_log_prob=item_log_probabilities(tft_output),
+                             cold_start_weight=cold_start_weight(config),
+                             recency_shift=shift, recency_weight=config.recency_weight)
+  return serving, recency
+
+
 def run_fn(fn_args) -> None:
   """TFX Trainer entry point (referenced as 'models.retrieval.run_fn')."""
   custom = fn_args.custom_config or {}
@@ -279,11 +348,8 @@ def run_fn(fn_args) -> None:
                                  items=items)
   warm_start.save(model, model.row_vocabularies(), tft_output, fn_args.serving_model_dir)
   warm_start.write_report(fn_args.model_run_dir, report)
-  serving = RetrievalServing(model, tft_output.transform_features_layer(), users, items,
-                             k=config.top_k, index=config.index,
-                             audience_k=config.audience_k,
-                             item_log_prob=item_log_probabilities(tft_output),
-                             cold_start_weight=cold_start_weight(config))
+  serving, recency = serving_model(model, tft_output, users, items, config,
+                                   fn_args.train_files)
   options = (tf.saved_model.SaveOptions(namespace_whitelist=['Scann'])
              if config.index == 'scann' else None)
   tf.saved_model.save(serving, fn_args.serving_model_dir, signatures=serving.signatures(),
@@ -294,4 +360,8 @@ def run_fn(fn_args) -> None:
       SIGNATURE: user_ids, 'serving_default': user_ids, 'embed_users': user_ids,
       'audience': item_ids, 'embed_items': item_ids, 'display': item_ids})
   data.write_history(fn_args.model_run_dir, history)
-  logging.info('Retrieval model exported to %s', fn_args.serving_model_dir)
+  tf.io.gfile.makedirs(fn_args.model_run_dir)
+  with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, RECENCY_FILE), 'w') as f:
+    f.write(json.dumps(recency))
+  logging.info('Retrieval model exported to %s (recency: %s)', fn_args.serving_model_dir,
+               recency)

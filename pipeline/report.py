@@ -439,7 +439,8 @@ def recent_popularity_view(metrics: Dict[str, Any]) -> Optional[Dict[str, Any]]:
   if not recent or 'top_100_unseen_returning' not in metrics:
     return None
   window = recent.get('window_days')
-  rows = [{'group': label, 'model': format_metric(metrics[f'top_100_unseen{g}']),
+  rows = [{'group': label, 'key': f"retrieval.recent.{g.strip('_') or 'all'}",
+           'model': format_metric(metrics[f'top_100_unseen{g}']),
            'list': format_metric(recent[f'top_100_unseen{g}']),
            'delta': _delta(metrics[f'top_100_unseen{g}'], recent[f'top_100_unseen{g}']),
            'count': _number(metrics.get(f'eval_interactions{g}'))}

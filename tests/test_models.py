@@ -393,7 +393,7 @@ def test_softmax_engagement_loss_by_hand():
     RankingModel(USERS, ITEMS, RankingConfig(engagement_loss='pairwise'))
 
 
-def test_retrieval_export_adds_the_popularity_prior_for_new_users_only():
+def test_retrieval_export_adds_the_popularity_priors():
   from models.retrieval import RetrievalServing
   users_spec = data.SideSpec(id_key='user_id_xf', id_rows=4, categorical={}, bags={}, numeric=[])
   items_spec = data.SideSpec(id_key='item_id_xf', id_rows=5, categorical={}, bags={}, numeric=[])
@@ -418,20 +418,29 @@ def test_retrieval_export_adds_the_popularity_prior_for_new_users_only():
     return model.candidate_tower(tft_layer({'item_id': tf.constant(ids)})).numpy()
 
   log_prob = np.log(np.array([0.7, 0.2, 0.1, 1e-3, 1e-3], np.float32))
+  # Lately z is popular and x is not: log P_recent - log P, one value per vocabulary row.
+  shift = np.array([-2.0, 0.0, 3.0, 0.0, 0.0], np.float32)
   serving = RetrievalServing(model, tft_layer, users, items, k=3, index='brute_force',
-                             audience_k=3, item_log_prob=log_prob, cold_start_weight=0.5)
+                             audience_k=3, item_log_prob=log_prob, cold_start_weight=0.5,
+                             recency_shift=shift, recency_weight=0.1)
   queries = serving.embed_users(tf.constant(['a', 'c', 'unknown']))['embeddings'].numpy()
   scale = -np.log(1e-3)  # the largest |log P|: the item column stays within [-1, 0]
-  np.testing.assert_allclose(queries[:, -1], [0.0, 0.5 * scale, 0.5 * scale], rtol=1e-6)
-  np.testing.assert_allclose(queries[:, :-1], users_tower(['a', 'c', 'unknown']), rtol=1e-6)
+  np.testing.assert_allclose(queries[:, -2], [0.0, 0.5 * scale, 0.5 * scale], rtol=1e-6)
+  np.testing.assert_allclose(queries[:, -1], [0.1 * 3, 0.5 * 3, 0.5 * 3], rtol=1e-6)
+  np.testing.assert_allclose(queries[:, :-2], users_tower(['a', 'c', 'unknown']), rtol=1e-6)
   vectors = serving.embed_items(tf.constant(['x', 'z']))['embeddings'].numpy()
-  np.testing.assert_allclose(vectors[:, -1], log_prob[[0, 2]] / scale, rtol=1e-6)
-  # A new user's list is the towers' score plus 0.5 x log P(item); a known user's is not.
+  np.testing.assert_allclose(vectors[:, -2], log_prob[[0, 2]] / scale, rtol=1e-6)
+  np.testing.assert_allclose(vectors[:, -1], shift[[0, 2]] / 3, rtol=1e-6)
+  # A known user's list is the towers' score plus 0.1 x the shift; a new user's adds
+  # 0.5 x (log P + shift) = 0.5 x log P_recent.
   catalogue = np.array(['x', 'y', 'z'])
-  for user, prior in (('a', 0.0), ('c', 0.5)):
-    scores = (users_tower([user]) @ items_tower(catalogue).T + prior * log_prob[:3])[0]
+  for user, prior, recency in (('a', 0.0, 0.1), ('c', 0.5, 0.5)):
+    scores = (users_tower([user]) @ items_tower(catalogue).T + prior * log_prob[:3]
+              + recency * shift[:3])[0]
     got = serving.retrieve(tf.constant([user]))['item_ids'].numpy()[0]
     assert [i.decode() for i in got] == catalogue[np.argsort(-scores)].tolist()
+    np.testing.assert_allclose(serving.retrieve(tf.constant([user]))['scores'].numpy()[0],
+                               np.sort(scores)[::-1], rtol=1e-5)
   # Audiences rank users by the towers alone: the prior shifts no one.
   audience = serving.audience(tf.constant(['y']))['scores'].numpy()[0]
   expected = (items_tower(['y']) @ users_tower(['a', 'b', 'c']).T)[0]

@@ -64,7 +64,8 @@ def test_report_shows_the_run_as_metrics_json_does(tiny_run, capsys):
   path = report.build_report(out)
   assert path == os.path.join(out, 'report', 'index.html')
   with open(path, encoding='utf-8') as f:
-    page = Page(f.read())
+    text = f.read()
+  page = Page(text)
   with open(os.path.join(out, 'metrics.json')) as f:
     metrics = json.load(f)
 
@@ -77,6 +78,15 @@ def test_report_shows_the_run_as_metrics_json_does(tiny_run, capsys):
 
   assert page.keyed['retrieval.top_100'] == report.format_metric(
       metrics['retrieval']['top_100'])
+  # Judged on the future, beside what is popular lately, for each group of users.
+  assert ('Evaluated on the future: every interaction from '
+          + metrics['split']['eval_from_utc']) in text
+  recent = metrics['retrieval']['recent_popularity']
+  for group in ('', '_returning', '_new'):
+    key = f"retrieval.recent.{group.strip('_') or 'all'}"
+    assert page.keyed[f'{key}.list'] == report.format_metric(recent[f'top_100_unseen{group}'])
+    assert page.keyed[f'{key}.model'] == report.format_metric(
+        metrics['retrieval'][f'top_100_unseen{group}'])
   measure = 'rmse' if 'rmse' in metrics['ranking'] else 'auc'  # auc: implicit feedback
   assert page.keyed[f'ranking.{measure}'] == report.format_metric(metrics['ranking'][measure])
   for name in ('hit_rate_at_10', 'ndcg_at_10'):  # the feed, in the headline and in detail
