@@ -555,8 +555,11 @@ def _values(features: Dict[str, Any], prefix: str, top: int = 3,
   for name, stats in sorted(features.items()):
     short = name[len(prefix):] if name.startswith(prefix) else name
     if isinstance(stats, dict) and 'mean' in stats:
-      means.append({'feature': short, 'mean': f'{stats["mean"]:.4g}',
-                    'overall': f'{stats.get("overall_mean", float("nan")):.4g}'})
+      # None: no row of the segment carries the feature (segments.json has no NaN).
+      if stats['mean'] is not None:
+        overall = stats.get('overall_mean')
+        means.append({'feature': short, 'mean': f'{stats["mean"]:.4g}',
+                      'overall': '—' if overall is None else f'{overall:.4g}'})
       continue
     lifted = sorted((v for v in stats or [] if (v.get('lift') or 0) > 1
                      and (v.get('overall_share') or 0) >= min_share),

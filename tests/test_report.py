@@ -160,7 +160,10 @@ def _segments_json(folder):
                   'lift': 1.59}]},
              'top_items_by_count': [{'item_id': '50', 'count': 21, 'text': 'Tom & Jerry <b>'}],
              'top_items_by_lift': [{'item_id': '17', 'count': 5, 'lift': 2.01, 'text': 'Gandhi'}]}
-  other = dict(segment, segment=1, size=359, share=0.38)
+  # A segment none of whose rows carries a numeric feature has no mean for it.
+  other = dict(segment, segment=1, size=359, share=0.38,
+               item_features={'item__genres': genres,
+                              'item__year': {'mean': None, 'overall_mean': 1986.7}})
   os.makedirs(folder)
   with open(os.path.join(folder, 'segments.json'), 'w') as f:
     json.dump({'num_segments': 2, 'chosen_by': 'silhouette', 'silhouette': {'2': 0.49},
