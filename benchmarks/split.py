@@ -8,7 +8,7 @@ shuffle-then-take split so the baseline figures are comparable with theirs.
 import argparse
 import os
 import shutil
-from typing import Optional, Tuple
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 import pandas as pd
@@ -22,16 +22,28 @@ def write_seed_split(data_dir: str, out_dir: str, seed: int = 42,
 
   Every column is read as text so the written rows are byte-for-byte the input values.
   """
-  interactions = pd.read_csv(os.path.join(data_dir, 'interactions.csv'), dtype=str,
-                             keep_default_na=False)
+  interactions = read_interactions(data_dir)
   n = len(interactions)
   order = np.random.default_rng(seed).permutation(n)
   n_train = int(n * train_fraction)
-  parts = {'train': order[:n_train], 'eval': order[n_train:]}
+  return write_split(data_dir, out_dir, interactions,
+                     {'train': order[:n_train], 'eval': order[n_train:]})
+
+
+def read_interactions(data_dir: str) -> pd.DataFrame:
+  """DIR/interactions.csv with every column as text, so that rows are written back as read."""
+  return pd.read_csv(os.path.join(data_dir, 'interactions.csv'), dtype=str,
+                     keep_default_na=False)
+
+
+def write_split(data_dir: str, out_dir: str, interactions: pd.DataFrame,
+                parts: Dict[str, np.ndarray]) -> str:
+  """Writes OUT/<part>/interactions.csv for each part's rows (positions or a mask) and copies
+  items.csv (required) and users.csv (if any) beside them."""
   for name, rows in parts.items():
     os.makedirs(os.path.join(out_dir, name), exist_ok=True)
-    interactions.iloc[rows].to_csv(os.path.join(out_dir, name, 'interactions.csv'),
-                                   index=False)
+    chosen = interactions[rows] if np.asarray(rows).dtype == bool else interactions.iloc[rows]
+    chosen.to_csv(os.path.join(out_dir, name, 'interactions.csv'), index=False)
   for side in ('items.csv', 'users.csv'):
     src = os.path.join(data_dir, side)
     if os.path.exists(src):

@@ -37,7 +37,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO not in sys.path:  # run as `python benchmarks/temporal.py`
   sys.path.insert(0, REPO)
 
-from benchmarks import baselines  # noqa: E402
+from benchmarks import baselines, split  # noqa: E402
 from core import recent_popularity as rp  # noqa: E402
 from core.retrieval_metrics import top_k_rates  # noqa: E402
 
@@ -69,19 +69,11 @@ def write_time_split(data_dir: str, out_dir: str, eval_share: float = 0.2) -> in
   the rest, each in file order; every column is read as text so the rows are written
   byte-for-byte as read. Returns the cut.
   """
-  interactions = pd.read_csv(os.path.join(data_dir, 'interactions.csv'), dtype=str,
-                             keep_default_na=False)
+  interactions = split.read_interactions(data_dir)
   timestamps = interactions['timestamp'].astype(np.int64).to_numpy()
   cut = rp.time_cut(timestamps, eval_share)
-  for name, rows in (('train', timestamps < cut), ('eval', timestamps >= cut)):
-    os.makedirs(os.path.join(out_dir, name), exist_ok=True)
-    interactions[rows].to_csv(os.path.join(out_dir, name, 'interactions.csv'), index=False)
-  for side in ('items.csv', 'users.csv'):
-    src = os.path.join(data_dir, side)
-    if os.path.exists(src):
-      shutil.copyfile(src, os.path.join(out_dir, side))
-    elif side == 'items.csv':
-      raise FileNotFoundError(src)
+  split.write_split(data_dir, out_dir, interactions,
+                    {'train': timestamps < cut, 'eval': timestamps >= cut})
   return cut
 
 
