@@ -24,6 +24,8 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from core import features as F  # noqa: E402
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA = os.path.join(REPO, 'data', 'movielens-100k')
 
@@ -57,12 +59,13 @@ def synthetic_catalogue(real: np.ndarray, size: int, kind: str,
                         rng: np.random.Generator) -> np.ndarray:
   """``size`` item vectors: the real ones first, then synthetic ones.
 
-  The exported vectors are a unit-norm tower output plus the cold-start column (the scaled
-  log-popularity, models/retrieval.py); synthetic items get a synthetic tower part and the
-  popularity column of a random real item.
+  The exported vectors are a unit-norm tower output plus the prior columns (cold start and
+  recency, models/retrieval.py); synthetic items get a synthetic tower part and the prior
+  columns of a random real item.
   """
   extra = size - len(real)
-  towers, prior = real[:, :-1], real[:, -1:]
+  cut = real.shape[1] - F.RETRIEVAL_PRIOR_COLUMNS
+  towers, prior = real[:, :cut], real[:, cut:]
   if kind == 'clustered':
     base = towers[rng.integers(0, len(real), extra)]
     noise = rng.normal(size=base.shape).astype(np.float32)

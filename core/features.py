@@ -71,6 +71,11 @@ def vocabulary_name(key: str) -> str:
   return key + '_vocab'
 
 
+# The retrieval export's vectors (embed_users, embed_items) are the towers' output followed by
+# this many prior columns: cold start, then recency (models/retrieval.py, RetrievalServing).
+# Whoever wants the towers alone (segments, synthetic catalogues) drops them.
+RETRIEVAL_PRIOR_COLUMNS = 2
+
 # The label and popularity outputs of the transform.
 RATING_XF = transformed_name(RATING)
 ITEM_COUNT_VOCAB = 'item_id_counts'

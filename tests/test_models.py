@@ -427,6 +427,7 @@ def test_retrieval_export_adds_the_popularity_priors():
   scale = -np.log(1e-3)  # the largest |log P|: the item column stays within [-1, 0]
   np.testing.assert_allclose(queries[:, -2], [0.0, 0.5 * scale, 0.5 * scale], rtol=1e-6)
   np.testing.assert_allclose(queries[:, -1], [0.1 * 3, 0.5 * 3, 0.5 * 3], rtol=1e-6)
+  assert queries.shape[1] == 4 + F.RETRIEVAL_PRIOR_COLUMNS  # what segments and benchmarks drop
   np.testing.assert_allclose(queries[:, :-2], users_tower(['a', 'c', 'unknown']), rtol=1e-6)
   vectors = serving.embed_items(tf.constant(['x', 'z']))['embeddings'].numpy()
   np.testing.assert_allclose(vectors[:, -2], log_prob[[0, 2]] / scale, rtol=1e-6)

@@ -284,9 +284,9 @@ class Executor(base_executor.BaseExecutor):
 
     model_artifact = artifact_utils.get_single_instance(input_dict['model'])
     model = tf.saved_model.load(path_utils.serving_model_path(model_artifact.uri))
-    # The last column is the retrieval export's cold-start column (models/retrieval.py), large
-    # for users the id vocabulary does not know: segments group users by their towers only.
-    embeddings = embed(model.signatures['embed_users'], user_ids)[:, :-1]
+    # The export's prior columns (cold start, recency) are large for users the id vocabulary
+    # does not know: segments group users by their towers only.
+    embeddings = embed(model.signatures['embed_users'], user_ids)[:, :-F.RETRIEVAL_PRIOR_COLUMNS]
 
     seed = int(exec_properties.get('seed') or 0)
     requested = int(exec_properties.get('num_segments') or 0)
