@@ -10,7 +10,7 @@ import pytest
 
 from components.atomic_pusher import executor as pusher
 from core import publish as publisher
-from components.segmentation import executor as segmentation
+from models import segments
 
 MODEL_FILES = {'saved_model.pb', 'fingerprint.pb', 'variables/variables.index',
                'variables/variables.data-00000-of-00001', 'assets/vocab.txt'}
@@ -101,8 +101,8 @@ def test_local_failure_midway_keeps_the_previous_version(tmp_path, fail):
 def test_the_pusher_and_the_segments_use_the_publisher(tmp_path):
   path = pusher.publish(_model(tmp_path / 'm1'), str(tmp_path / 'serving'))
   assert _local_files(path) == MODEL_FILES
-  path = segmentation.publish(str(tmp_path / 'segments'),
-                              {'segments.csv': 'a', 'segments.json': '{}'}, now=7)
+  path = segments.publish(str(tmp_path / 'segments'),
+                          {'segments.csv': 'a', 'segments.json': '{}'}, now=7)
   assert os.path.basename(path) == '7' and sorted(os.listdir(path)) == ['segments.csv',
                                                                          'segments.json']
 
@@ -251,8 +251,8 @@ def test_segments_on_an_object_store_write_segments_json_last(monkeypatch):
   store = ObjectStore(base)
   store.poll = lambda: None
   monkeypatch.setattr(publisher, 'FileOps', lambda: store)
-  path = segmentation.publish(base, {'segments.json': '{"num_segments": 2}',
-                                     'segments.csv': 'user_id,segment\nu1,0\n'}, now=5)
+  path = segments.publish(base, {'segments.json': '{"num_segments": 2}',
+                                 'segments.csv': 'user_id,segment\nu1,0\n'}, now=5)
   assert path == base + '/5'
   published = [k for k in store.log if k.startswith(base + '/5/')]
   assert published == [base + '/5/segments.csv', base + '/5/segments.json']

@@ -1,5 +1,5 @@
-"""UserSegmenter: pure functions on hand-made arrays, publishing and the component's
-interface. The segments and audiences of a trained model on planted data are checked in
+"""UserSegmenter: the library's pure functions (models/segments.py) on hand-made arrays,
+publishing, the executor's blessing rule and the component's interface. The segments and audiences of a trained model on planted data are checked in
 test_synthetic_run.py.
 """
 import os
@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 from sklearn.metrics import adjusted_rand_score
 
-from components.segmentation import executor as X
+from components.segmentation import executor
 from core import features as F
+from models import segments as X
 
 # --- pure functions ---------------------------------------------------------------------
 
@@ -116,10 +117,10 @@ def test_publishes_only_blessed_models_of_this_model():
     b.set_int_custom_property('blessed', blessed)
     b.set_string_custom_property('current_model', model)
     return b
-  assert X._blessed([], '/m/1')[0]
-  assert X._blessed([blessing(1)], '/m/1')[0]
-  assert not X._blessed([blessing(0)], '/m/1')[0]
-  assert not X._blessed([blessing(1, '/m/2')], '/m/1')[0]
+  assert executor._blessed([], '/m/1')[0]
+  assert executor._blessed([blessing(1)], '/m/1')[0]
+  assert not executor._blessed([blessing(0)], '/m/1')[0]
+  assert not executor._blessed([blessing(1, '/m/2')], '/m/1')[0]
 
 
 def test_component_declares_its_artifacts():

@@ -14,8 +14,9 @@ import tensorflow as tf
 from sklearn.metrics import adjusted_rand_score
 from tfx.types import standard_artifacts as sa
 
-from components.segmentation import executor as X
+from components.segmentation import executor
 from core import features as F
+from models import segments as X
 from pipeline import pipeline as P
 from tests.helpers import drop_column, run_artifact, tail
 
@@ -93,9 +94,9 @@ def test_segments_recover_the_planted_ones(synthetic_run, tmp_path):
   segments = UserSegments()
   segments.uri = str(tmp_path / 'segments')
   push = tmp_path / 'published'
-  X.Executor().Do({'examples': [examples], 'model': [model], 'blessing': [blessing]},
-                  {'segments': [segments]},
-                  {'num_segments': 4, 'push_dir': str(push), 'seed': 0})
+  executor.Executor().Do({'examples': [examples], 'model': [model], 'blessing': [blessing]},
+                         {'segments': [segments]},
+                         {'num_segments': 4, 'push_dir': str(push), 'seed': 0})
   with open(os.path.join(segments.uri, X.SEGMENTS_CSV)) as f:
     rows = list(csv.DictReader(f))
   assert list(rows[0]) == [F.USER_ID, 'segment'] and len(rows) == 600
