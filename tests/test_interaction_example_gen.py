@@ -1,4 +1,5 @@
-"""The ingestion executor's Beam functions on tiny tables: joins, types, splits, errors."""
+"""Ingestion (transforms/ingestion.py) on tiny tables: joins, types, splits, errors; and the
+executor's options."""
 import os
 
 import apache_beam as beam
@@ -6,6 +7,7 @@ import pytest
 
 from components.interaction_example_gen import executor as ex
 from core import features as F
+from transforms import ingestion
 from tests.helpers import write
 
 
@@ -28,7 +30,7 @@ def _run(files, **options):
   """Runs build_splits in-process and returns {split: [feature dict]}."""
   _COLLECTED.clear()
   with beam.Pipeline() as p:
-    splits, split = ex.build_splits(p, files, dict(ex.DEFAULT_OPTIONS, **options))
+    splits, split = ingestion.build_splits(p, files, dict(ingestion.DEFAULT_OPTIONS, **options))
     for name, pcoll in splits.items():
       _ = pcoll | f'Collect{name}' >> beam.Map(_collect, name)
     _ = split | 'CollectSplit' >> beam.Map(_collect_split)
@@ -149,7 +151,7 @@ def test_very_long_field_is_refused(tiny_tables):
 
 
 def test_column_kinds():
-  kinds = ex.ColumnKinds()
+  kinds = ingestion.ColumnKinds()
   acc = kinds.create_accumulator()
   for row in ({'a': '1', 'b': 'x', 'creator_id': '7'}, {'a': '', 'b': '2', 'creator_id': '8'}):
     acc = kinds.add_input(acc, row)
@@ -190,15 +192,15 @@ def test_pieces_cut_at_record_ends_and_keep_line_numbers(tmp_path):
   for i in range(300):
     rows.append(f'{i},"title {i}\nsecond line, {i}"' if i % 3 == 0 else f'{i},plain {i}')
   path = write(tmp_path / 'items.csv', '\n'.join(rows) + '\n')
-  pieces = list(ex.csv_pieces(path, piece_bytes=200))
+  pieces = list(ingestion.csv_pieces(path, piece_bytes=200))
   assert len(pieces) > 10 and pieces[-1][1][1] is None
   assert all(a[1][1] == b[1][0] for a, b in zip(pieces, pieces[1:]))  # contiguous
-  whole = list(ex.read_csv_rows(path, 4096))
-  cut = [r for _, piece in pieces for r in ex.read_csv_rows(path, 4096, piece)]
+  whole = list(ingestion.read_csv_rows(path, 4096))
+  cut = [r for _, piece in pieces for r in ingestion.read_csv_rows(path, 4096, piece)]
   assert cut == whole and len(whole) == 300
   assert whole[3] == (7, {'item_id': '3', 'title': 'title 3\nsecond line, 3'})  # lines 6-7
   # A fault far into the file is reported from its piece with the file's line number.
   broken = write(tmp_path / 'broken.csv', '\n'.join(rows[:250]) + '\n250,a,b\n')
-  with pytest.raises(ex.InputDataError, match=r'broken.csv: line 334: expected 2 columns'):
-    for _, piece in ex.csv_pieces(broken, piece_bytes=200):
-      list(ex.read_csv_rows(broken, 4096, piece))
+  with pytest.raises(ingestion.InputDataError, match=r'broken.csv: line 334: expected 2 columns'):
+    for _, piece in ingestion.csv_pieces(broken, piece_bytes=200):
+      list(ingestion.read_csv_rows(broken, 4096, piece))

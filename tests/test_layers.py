@@ -17,7 +17,7 @@ ALLOWED = {
     'core': {'core'},
     'transforms': {'core', 'transforms'},
     'models': {'core', 'models'},
-    'components': {'core', 'models', 'components'},
+    'components': {'core', 'models', 'transforms', 'components'},
 }
 PROJECT = {'core', 'models', 'transforms', 'components', 'pipeline', 'benchmarks', 'tests',
            'local_runner', 'kubeflow_v2_runner'}

@@ -14,6 +14,7 @@ from tfx.proto import range_config_pb2
 
 from components.interaction_example_gen import driver, executor
 from core import features as F
+from transforms.ingestion import DEFAULT_OPTIONS
 
 
 def input_config(train: str, eval_: str, items: str, users: Optional[str]) -> example_gen_pb2.Input:
@@ -45,12 +46,12 @@ class _SpanAwareExampleGen(FileBasedExampleGen):
 def InteractionExampleGen(input_base: str, config: example_gen_pb2.Input,
                           options: Optional[Dict[str, Any]] = None,
                           span: Optional[int] = None) -> FileBasedExampleGen:
-  """The ExampleGen node; ``options`` override executor.DEFAULT_OPTIONS.
+  """The ExampleGen node; ``options`` override transforms.ingestion.DEFAULT_OPTIONS.
 
   ``span`` reads that span of ``{SPAN}`` patterns; None reads the latest one.
   """
   struct = struct_pb2.Struct()
-  struct.update(dict(executor.DEFAULT_OPTIONS, **(options or {})))
+  struct.update(dict(DEFAULT_OPTIONS, **(options or {})))
   packed = any_pb2.Any()
   packed.Pack(struct)
   return _SpanAwareExampleGen(
