@@ -61,6 +61,11 @@ class RetrievalConfig:
   # log P_recent (with popularity_correction; the temperature would just undo it).
   recency_weight: float = 0.2
   new_user_popularity_weight: float = 0.5
+  # What a user did since training, given at request time (the embed_users_with_history
+  # signature, the feed's recommend_with_history): the mean item tower of their latest
+  # history_length items, times history_weight, is added to the user's tower.
+  history_weight: float = 3.0
+  history_length: int = 10
   top_k: int = 100
   # Seed of the initial weights, the batch order and the sampled negatives: vary it to see
   # a change's effect beside run-to-run noise (benchmarks/sweep.py).

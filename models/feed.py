@@ -26,9 +26,12 @@ candidate, which the offline metrics score on eval, leaves out the train split; 
 is pushed leaves out everything known when it is pushed (every split, and what the feed
 pushed before left out, so that earlier spans stay out). ``recommend_excluding(user_id,
 exclude_item_ids)`` also leaves out items named in the request (seen or dismissed since the
-push); it is a second signature rather than an optional input because TF Serving's Predict
-API requires a request to give every input of the signature it calls. ``serving_default``
-is ``recommend``.
+push). ``recommend_with_history(user_id, history_item_ids)`` takes the user's latest items
+(most recent first) as both: they move the query (the retrieval model's
+``embed_users_with_history``), so the feed follows what a user does without retraining and a
+user unknown at the push is served from their first click, and they are left out. These are
+extra signatures rather than optional inputs because TF Serving's Predict API requires a
+request to give every input of the signature it calls. ``serving_default`` is ``recommend``.
 
 If a row has fewer than ``k`` unseen candidates within the searched window (only when a
 user has more than ``margin_cap`` items, or nearly the whole catalogue), the list ends with
@@ -64,9 +67,14 @@ FEED_DEFAULTS = FeedConfig()
 
 SIGNATURE = 'recommend'
 EXCLUDING_SIGNATURE = 'recommend_excluding'
+HISTORY_SIGNATURE = 'recommend_with_history'
+# The retrieval model's query from a user and their latest items (models/retrieval.py).
+RETRIEVAL_HISTORY_SIGNATURE = 'embed_users_with_history'
 # Where a user's list comes from (the ``source`` output): the model from the user's own
-# interactions, the model from the user's features alone, or the popularity fallback.
-SOURCES = ('model', 'features', 'popularity')
+# interactions, the model from the user's features alone, the popularity fallback, or (a
+# user unknown at the push, with known items in the request's history) the model from that
+# history.
+SOURCES = ('model', 'features', 'popularity', 'history')
 METRICS_FILE = 'feed_metrics.json'
 INDEXES = index_kinds
 PADDING_ID = ''
@@ -259,7 +267,8 @@ class FeedServing(tf.Module):
                item_embeddings: np.ndarray, known_users: np.ndarray, seen_keys: np.ndarray,
                popular_ids: np.ndarray, popular_scores: np.ndarray, k: int, candidates: int,
                search_k: int, index: str = 'brute_force', order_by: str = 'engagement',
-               retrieval_weight: float = 0.0, trained_users: Optional[np.ndarray] = None):
+               retrieval_weight: float = 0.0, trained_users: Optional[np.ndarray] = None,
+               embed_history=None):
     super().__init__(name='feed')
     if index not in INDEXES:
       raise ValueError(f'unknown index {index!r}; expected one of {INDEXES}')
@@ -275,7 +284,8 @@ class FeedServing(tf.Module):
     # The retrieval score only enters the engagement order (a logit scale).
     self.retrieval_weight = float(retrieval_weight) if order_by == 'engagement' else 0.0
     self._models = list(dependencies)
-    self._fns = _Untracked(embed_users=embed_users, rank=rank)
+    # Without a history signature (an older retrieval export) the history only leaves items out.
+    self._fns = _Untracked(embed_users=embed_users, rank=rank, embed_history=embed_history)
     self.k, self.candidates, self.search_k, self.num_items = k, candidates, search_k, num_items
     # ScaNN searches a fixed number of neighbours; BruteForce can search further when a
     # request leaves more items out.
@@ -326,7 +336,14 @@ class FeedServing(tf.Module):
     padded with ''; unknown ids and repeats are ignored)."""
     return self._feed(user_id, exclude_item_ids)
 
-  def _feed(self, user_id, exclude_item_ids):
+  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='user_id'),
+                                tf.TensorSpec([None, None], tf.string, name='history_item_ids')])
+  def recommend_with_history(self, user_id, history_item_ids):
+    """``recommend_excluding`` whose exclusions are also the user's latest items (a row per
+    user, most recent first, padded with ''), which move the query (module docstring)."""
+    return self._feed(user_id, history_item_ids, history=True)
+
+  def _feed(self, user_id, exclude_item_ids, history: bool = False):
     batch = tf.shape(user_id)[0]
     batch_rows = tf.range(batch, dtype=tf.int64)
     search_k, request_keys = self.search_k, None
@@ -337,7 +354,11 @@ class FeedServing(tf.Module):
       popular_k = tf.minimum(tf.size(self.popular_positions, tf.int64), popular_k + count)
       if self.grow_search:
         search_k = tf.minimum(tf.cast(self.num_items, tf.int64), self.search_k + count)
-    embeddings = self._fns.embed_users(user_id=user_id)['embeddings']
+    if history and self._fns.embed_history is not None:
+      embeddings = self._fns.embed_history(user_id=user_id,
+                                           history_item_ids=exclude_item_ids)['embeddings']
+    else:
+      embeddings = self._fns.embed_users(user_id=user_id)['embeddings']
     retrieval_scores, positions = self.index(embeddings, k=search_k)
     positions = tf.cast(positions, tf.int64)
     rows = self.user_rows.lookup(user_id)
@@ -368,9 +389,13 @@ class FeedServing(tf.Module):
     popular_ids = tf.where(popular_valid, popular_ids, PADDING_ID)
     popular_scores = tf.where(popular_valid, tf.gather(self.popular_scores, popular_columns),
                               tf.constant(-np.inf, tf.float32))
-    known = rows >= 0
-    history = tf.gather(self.has_history, tf.maximum(rows, 0)) & known
-    source = tf.where(history, SOURCES[0], tf.where(known, SOURCES[1], SOURCES[2]))
+    in_store = rows >= 0
+    known = in_store
+    if history and self._fns.embed_history is not None:
+      known |= tf.reduce_any(self.item_positions.lookup(exclude_item_ids) >= 0, axis=1)
+    trained = tf.gather(self.has_history, tf.maximum(rows, 0)) & in_store
+    source = tf.where(trained, SOURCES[0], tf.where(
+        in_store, SOURCES[1], tf.where(known, SOURCES[3], SOURCES[2])))
     return {'item_ids': tf.where(known[:, tf.newaxis], item_ids, popular_ids),
             'scores': tf.where(known[:, tf.newaxis], scores, popular_scores),
             'source': source}
@@ -437,6 +462,7 @@ def build_feed(retrieval, ranking, feed_data: FeedData, k: int = 10, candidates:
   if len(set(catalogue.tolist())) != len(catalogue):
     raise ValueError('the items split repeats item ids')
   embed_users = _signature(retrieval, 'embed_users', 'retrieval')
+  embed_history = retrieval.signatures.get(RETRIEVAL_HISTORY_SIGNATURE)
   embed_items = _signature(retrieval, 'embed_items', 'retrieval')
   rank = _signature(ranking, 'rank', 'ranking')
   if order_by not in ORDERS:
@@ -459,14 +485,15 @@ def build_feed(retrieval, ranking, feed_data: FeedData, k: int = 10, candidates:
   # The whole catalogue by popularity, so that a request's own exclusions leave k of them.
   popular_ids, popular_scores = popular_items(
       np.asarray(feed_data.train_items).astype(str), catalogue, len(catalogue))
-  dependencies = (tracked_dependencies(retrieval, [embed_users])
+  dependencies = (tracked_dependencies(retrieval, [f for f in (embed_users, embed_history) if f])
                   + tracked_dependencies(ranking, [rank]))
   module = FeedServing(embed_users, rank, dependencies, catalogue,
                        item_embeddings if item_embeddings is not None
                        else embed(embed_items, catalogue), known, keys, popular_ids,
                        popular_scores, k=k, candidates=candidates, search_k=search_k,
                        index=index, order_by=order_by, retrieval_weight=retrieval_weight,
-                       trained_users=np.unique(np.asarray(feed_data.train_users).astype(str)))
+                       trained_users=np.unique(np.asarray(feed_data.train_users).astype(str)),
+                       embed_history=embed_history)
   info = {'k': k, 'candidates': candidates, 'margin': margin, 'search_k': search_k,
           'max_seen': max_seen, 'catalogue_size': len(catalogue), 'known_users': len(known),
           'excluded_pairs': int(len(keys)), 'index': index, 'order_by': order_by,
@@ -526,14 +553,16 @@ def save_feed(module: FeedServing, export_dir: str, feed_data: FeedData,
   # serving_default: what a client that names no signature gets, the feed itself.
   tf.saved_model.save(module, export_dir, options=options, signatures={
       SIGNATURE: recommend, 'serving_default': recommend,
-      EXCLUDING_SIGNATURE: module.recommend_excluding.get_concrete_function()})
+      EXCLUDING_SIGNATURE: module.recommend_excluding.get_concrete_function(),
+      HISTORY_SIGNATURE: module.recommend_with_history.get_concrete_function()})
   users = warmup_users(feed_data)
   # Rows of different lengths, padded with '' as a client would send them.
   excluded = np.array([[item, ''] for item in feed_data.catalogue[:len(users)]]
                       + [['', '']] * max(0, len(users) - len(feed_data.catalogue)), dtype=object)
   warmup.write_warmup(export_dir, {
       SIGNATURE: {'user_id': users}, 'serving_default': {'user_id': users},
-      EXCLUDING_SIGNATURE: {'user_id': users, 'exclude_item_ids': excluded[:len(users)]}})
+      EXCLUDING_SIGNATURE: {'user_id': users, 'exclude_item_ids': excluded[:len(users)]},
+      HISTORY_SIGNATURE: {'user_id': users, 'history_item_ids': excluded[:len(users)]}})
 
 
 def export_feed_model(retrieval_dir: str, ranking_dir: str, export_dir: str,

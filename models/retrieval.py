@@ -28,6 +28,8 @@ from core.configs import RetrievalConfig, config_from_dict
 SIGNATURE = 'retrieve'
 # In the Trainer's model_run: the recent window behind the served recency term.
 RECENCY_FILE = 'recency.json'
+# The query from the user and their latest items (RetrievalServing.embed_users_with_history).
+HISTORY_SIGNATURE = 'embed_users_with_history'
 
 
 class TwoTowerModel(tfrs.Model):
@@ -156,8 +158,11 @@ class RetrievalServing(tf.Module):
   def __init__(self, model: TwoTowerModel, tft_layer, users: FeatureStore,
                items: FeatureStore, k: int, index: str, audience_k: int = 1000,
                item_log_prob: Optional[np.ndarray] = None, cold_start_weight: float = 0.0,
-               recency_shift: Optional[np.ndarray] = None, recency_weight: float = 0.0):
+               recency_shift: Optional[np.ndarray] = None, recency_weight: float = 0.0,
+               history_weight: float = 0.0, history_length: int = 1):
     super().__init__()
+    self.history_weight = tf.constant(float(history_weight), tf.float32)
+    self.history_length = int(history_length)
     self.tft_layer = tft_layer
     self.query_tower = model.query_tower
     self.candidate_tower = model.candidate_tower
@@ -214,6 +219,31 @@ class RetrievalServing(tf.Module):
     return {'embeddings': tf.concat([self.query_tower(features), cold[:, tf.newaxis],
                                      recency[:, tf.newaxis]], 1)}
 
+  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='user_id'),
+                                tf.TensorSpec([None, None], tf.string, name='history_item_ids')])
+  def embed_users_with_history(self, user_id, history_item_ids):
+    """``embed_users`` moved towards what each user did since the model was trained.
+
+    ``history_item_ids``: a row per user, the user's latest items, most recent first, padded
+    with ''. Of the first ``history_length`` entries, the items the catalogue knows are
+    averaged through the item tower and added, times ``history_weight``, to the user's tower
+    (the prior columns stay as they are). The towers were trained to put a user beside the items they engage
+    with, so the mean of those items is a query for more of the same: a new user's second
+    click is no longer cold, and a returning user's feed follows what they do now, both
+    without retraining. Rows with no known item get ``embed_users`` unchanged.
+    """
+    users = self.embed_users(user_id)['embeddings']
+    history = history_item_ids[:, :self.history_length]
+    flat = tf.reshape(history, [-1])
+    known = tf.cast(self.items.contains(flat), tf.float32)
+    towers = self.candidate_tower(self.tft_layer(self.items.lookup(flat))) * known[:, tf.newaxis]
+    shape = tf.shape(history)
+    towers = tf.reshape(towers, tf.concat([shape, tf.shape(towers)[-1:]], 0))
+    mean = tf.math.divide_no_nan(tf.reduce_sum(towers, 1),
+                                 tf.reduce_sum(tf.reshape(known, shape), 1, keepdims=True))
+    priors = tf.zeros([tf.shape(mean)[0], F.RETRIEVAL_PRIOR_COLUMNS], tf.float32)
+    return {'embeddings': users + self.history_weight * tf.concat([mean, priors], 1)}
+
   @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='item_id')])
   def embed_items(self, item_id):
     features = self.tft_layer(self.items.lookup(item_id))
@@ -249,6 +279,7 @@ class RetrievalServing(tf.Module):
         'display': self.display.get_concrete_function(),
         'audience': self.audience.get_concrete_function(),
         'embed_users': self.embed_users.get_concrete_function(),
+        HISTORY_SIGNATURE: self.embed_users_with_history.get_concrete_function(),
         'embed_items': self.embed_items.get_concrete_function(),
     }
 
@@ -334,7 +365,9 @@ def serving_model(model: TwoTowerModel, tft_output: tft.TFTransformOutput, users
                              audience_k=config.audience_k,
                              item_log_prob=item_log_probabilities(tft_output),
                              cold_start_weight=cold_start_weight(config),
-                             recency_shift=shift, recency_weight=config.recency_weight)
+                             recency_shift=shift, recency_weight=config.recency_weight,
+                             history_weight=config.history_weight,
+                             history_length=config.history_length)
   return serving, recency
 
 
@@ -358,6 +391,7 @@ def run_fn(fn_args) -> None:
   item_ids = {'item_id': items.ids.numpy()[:8].astype(bytes)}
   write_warmup(fn_args.serving_model_dir, {
       SIGNATURE: user_ids, 'serving_default': user_ids, 'embed_users': user_ids,
+      HISTORY_SIGNATURE: dict(user_ids, history_item_ids=np.stack([item_ids['item_id']] * 8)),
       'audience': item_ids, 'embed_items': item_ids, 'display': item_ids})
   data.write_history(fn_args.model_run_dir, history)
   tf.io.gfile.makedirs(fn_args.model_run_dir)

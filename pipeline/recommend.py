@@ -1,10 +1,12 @@
 """Prints a user's feed from the models pushed to OUT/serving: what the user would see.
 
-    python -m pipeline.recommend --user 42 [--output-dir OUT] [--k 10] [--exclude 50,172]
+    python -m pipeline.recommend --user 42 [--output-dir OUT] [--k 10]
+                                 [--exclude 50,172 | --history 50,172]
 
 The pushed feed model answers (``recommend``: candidates over the whole catalogue, everything
 the user had when it was pushed left out, ranked; ``recommend_excluding`` with --exclude,
-for items seen or dismissed since). The first line says where the list comes from; the titles
+for items seen or dismissed since; ``recommend_with_history`` with --history, the user's
+latest items, most recent first, which steer the list and are left out). The first line says where the list comes from; the titles
 come from the retrieval model's own item table.
 """
 import argparse
@@ -46,6 +48,7 @@ SOURCES = {
     'model': 'from the model, over the user\'s own interactions',
     'features': 'from the model, over the user\'s features only (no interactions yet)',
     'popularity': 'the most popular items: the user is unknown',
+    'history': 'from the model, over the items given with --history (user unknown at the push)',
     'two models': 'retrieval then ranking (no feed model pushed: items the user has are not '
                   'left out)',
 }
@@ -53,14 +56,15 @@ SCORES = {
     'model': 'engagement logit + weight x retrieval score',
     'features': 'engagement logit + weight x retrieval score',
     'popularity': 'share of the training interactions',
+    'history': 'engagement logit + weight x retrieval score',
     'two models': 'engagement logit',
 }
 
 
-def recommend(output_dir: str, user: str, k: int, exclude: Sequence[str] = ()
-              ) -> Tuple[List[Tuple[str, float, str]], str]:
+def recommend(output_dir: str, user: str, k: int, exclude: Sequence[str] = (),
+              history: Sequence[str] = ()) -> Tuple[List[Tuple[str, float, str]], str]:
   """([(item_id, score, display text)] for ``user``, best first; where the list comes from,
-  a key of SOURCES).
+  a key of SOURCES). ``history``: the user's latest items, most recent first.
 
   Uses the feed model when one was pushed; otherwise the retrieval and ranking models
   directly (nothing left out, no retrieval blend).
@@ -74,7 +78,10 @@ def recommend(output_dir: str, user: str, k: int, exclude: Sequence[str] = ()
   except NoModelError:
     feed = None
   if feed is not None:
-    if exclude:
+    if history:
+      found = feed.signatures['recommend_with_history'](
+          user_id=tf.constant([user]), history_item_ids=tf.constant([list(history)]))
+    elif exclude:
       found = feed.signatures['recommend_excluding'](
           user_id=tf.constant([user]), exclude_item_ids=tf.constant([list(exclude)]))
     else:
@@ -92,7 +99,8 @@ def recommend(output_dir: str, user: str, k: int, exclude: Sequence[str] = ()
   ranked = ranked['engagement_logit'].numpy()
   texts = display(item_id=items)['text'].numpy()
   ids = items.numpy()
-  order = [i for i in ranked.argsort()[::-1] if ids[i].decode() not in set(exclude)][:k]
+  left_out = set(exclude) | set(history)
+  order = [i for i in ranked.argsort()[::-1] if ids[i].decode() not in left_out][:k]
   return ([(ids[i].decode(), float(ranked[i]), texts[i].decode()) for i in order],
           'two models')
 
@@ -103,15 +111,20 @@ def main(argv=None) -> int:
   parser.add_argument('--output-dir', default=DEFAULT_OUTPUT_DIR,
                       help='the output folder of a pipeline run')
   parser.add_argument('--k', type=int, default=10, help='how many items to print')
-  parser.add_argument('--exclude', default='',
-                      help='comma-separated item ids to leave out as well (seen or dismissed '
-                      'since the model was pushed)')
+  given = parser.add_mutually_exclusive_group()
+  given.add_argument('--exclude', default='',
+                     help='comma-separated item ids to leave out as well (seen or dismissed '
+                     'since the model was pushed)')
+  given.add_argument('--history', default='',
+                     help='comma-separated item ids the user engaged with lately, most recent '
+                     'first: they steer the list and are left out')
   args = parser.parse_args(argv)
   if args.k < 1:
     parser.error('--k must be at least 1')
   exclude = [i for i in args.exclude.split(',') if i]
+  history = [i for i in args.history.split(',') if i]
   try:
-    rows, source = recommend(args.output_dir, args.user, args.k, exclude)
+    rows, source = recommend(args.output_dir, args.user, args.k, exclude, history)
   except NoModelError as e:
     print(f'error: {e}', file=sys.stderr)
     return 2

@@ -140,6 +140,31 @@ def test_recommend_for_an_unknown_user_says_so(tiny_run, capsys):
                    '(score: share of the training interactions)')
   assert recommend.main(['--user', '900', '--output-dir', out, '--k', '3']) == 0
   assert 'over the user\'s features only' in capsys.readouterr().out.splitlines()[0]
+  # The same unknown user with two clicks given at request time: served by the model from
+  # them, and neither clicked item comes back.
+  assert recommend.main(['--user', 'nobody-at-all', '--output-dir', out, '--k', '5',
+                         '--history', '50,181']) == 0
+  printed = capsys.readouterr().out.splitlines()
+  assert 'over the items given with --history' in printed[0]
+  assert {line.split()[1] for line in printed[2:]}.isdisjoint({'50', '181'})
+
+
+def test_a_users_latest_items_steer_the_pushed_feed(tiny_run):
+  out, _, _ = tiny_run
+  feed, retrieval = _latest(out, 'feed'), _latest(out, 'retrieval')
+  users = tf.constant(['1', '1', 'nobody-at-all'])
+  history = tf.constant([['', ''], ['50', '181'], ['50', '181']])
+  plain = retrieval.signatures['embed_users'](user_id=users)['embeddings'].numpy()
+  moved = retrieval.signatures['embed_users_with_history'](
+      user_id=users, history_item_ids=history)['embeddings'].numpy()
+  np.testing.assert_allclose(moved[0], plain[0], rtol=1e-6)
+  assert not np.allclose(moved[1], plain[1])
+  found = feed.signatures['recommend_with_history'](user_id=users, history_item_ids=history)
+  lists = [[i.decode() for i in row] for row in found['item_ids'].numpy()]
+  assert lists[0] == [i.decode() for i in feed.signatures['recommend'](
+      user_id=users[:1])['item_ids'].numpy()[0]]
+  assert lists[1] != lists[0] and not {'50', '181'} & set(lists[1] + lists[2])
+  assert [s.decode() for s in found['source'].numpy()] == ['model', 'model', 'history']
 
 
 def test_every_pushed_model_answers_a_client_that_names_no_signature(tiny_run):

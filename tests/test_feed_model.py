@@ -103,19 +103,27 @@ CATALOGUE = np.array(['a', 'b', 'c', 'd', 'e', 'f'])
 
 
 class FakeRetrieval(tf.Module):
-  """Every user gets the query [1, 0]; item i scores 6 - position: a > b > ... > f."""
+  """Every user gets the query [1, 0]; item i scores 6 - position: a > b > ... > f. A
+  history naming a catalogue item adds [0, 10]: then item i scores 6 + 9 x position, f first."""
 
   def __init__(self):
     super().__init__()
     self.query = tf.Variable([[1.0, 0.0]])
     self.rows = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(
         tf.constant(CATALOGUE), tf.range(6, dtype=tf.int64)), default_value=-1)
-    self.vectors = tf.Variable([[6.0 - j, 0.0] for j in range(6)] + [[0.0, 0.0]])
+    self.vectors = tf.Variable([[6.0 - j, float(j)] for j in range(6)] + [[0.0, 0.0]])
     self.audience_only = tf.Variable(tf.zeros([7, 3]))  # used by no signature the feed calls
 
   @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='user_id')])
   def embed_users(self, user_id):
     return {'embeddings': tf.tile(self.query, [tf.shape(user_id)[0], 1])}
+
+  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='user_id'),
+                                tf.TensorSpec([None, None], tf.string, name='history_item_ids')])
+  def embed_users_with_history(self, user_id, history_item_ids):
+    known = tf.reduce_any(self.rows.lookup(history_item_ids) >= 0, axis=1)
+    return {'embeddings': self.embed_users(user_id)['embeddings']
+            + tf.where(known[:, tf.newaxis], [[0.0, 10.0]], [[0.0, 0.0]])}
 
   @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='item_id')])
   def embed_items(self, item_id):
@@ -152,7 +160,7 @@ class FakeRanking(tf.Module):
     return {k: out[k] for k in self.outputs}
 
 
-def _save_fakes(folder, outputs=('rating', 'engagement', 'engagement_logit')):
+def _save_fakes(folder, outputs=('rating', 'engagement', 'engagement_logit'), history=True):
   os.makedirs(folder)
   vocab = os.path.join(folder, 'ratings.tsv')
   with open(vocab, 'w') as f:
@@ -162,7 +170,9 @@ def _save_fakes(folder, outputs=('rating', 'engagement', 'engagement_logit')):
   tf.saved_model.save(retrieval, os.path.join(folder, 'retrieval'), signatures={
       'embed_users': retrieval.embed_users.get_concrete_function(),
       'embed_items': retrieval.embed_items.get_concrete_function(),
-      'audience': retrieval.audience.get_concrete_function()})
+      'audience': retrieval.audience.get_concrete_function(),
+      **({'embed_users_with_history': retrieval.embed_users_with_history.get_concrete_function()}
+         if history else {})})
   tf.saved_model.save(ranking, os.path.join(folder, 'ranking'),
                       signatures={'rank': ranking.rank.get_concrete_function()})
   os.remove(vocab)  # the ranking SavedModel holds its own copy
@@ -213,7 +223,8 @@ def test_fake_feed_removes_seen_ranks_and_falls_back(tmp_path):
   # users, a new and an unknown one.
   requests = warmup.read_warmup_requests(moved)
   assert sorted(r.model_spec.signature_name for r in requests) == sorted(model.signatures)
-  assert sorted(model.signatures) == ['recommend', 'recommend_excluding', 'serving_default']
+  assert sorted(model.signatures) == ['recommend', 'recommend_excluding',
+                                      'recommend_with_history', 'serving_default']
   for request in requests:
     users = [u.decode() for u in tf.make_ndarray(request.inputs['user_id'])]
     assert users == ['u1', 'u2', 'u4', 'u3', '__warmup_unknown_user__']
@@ -278,6 +289,31 @@ def test_request_exclusions_leave_out_exactly_the_items_named(tmp_path):
   out = module.recommend_excluding(tf.constant(['u2', 'zz']), tf.constant([many, many]))
   assert ids(out) == [['e', ''], ['f', 'e']]
   assert out['scores'].numpy()[0][1] == -np.inf
+
+
+@pytest.mark.parametrize('history', [True, False])
+def test_a_requests_history_moves_the_query_and_is_left_out(tmp_path, history):
+  retrieval_dir, ranking_dir = _save_fakes(str(tmp_path / 'fakes'), history=history)
+  retrieval, ranking = tf.saved_model.load(retrieval_dir), tf.saved_model.load(ranking_dir)
+  module, _ = fx.build_feed(retrieval, ranking, FAKE_DATA, k=2, candidates=2,
+                            retrieval_weight=0.0)
+  ids = lambda out: [[i.decode() for i in row] for row in out['item_ids'].numpy()]
+  users = tf.constant(['u1', 'u1', 'zz', 'zz'])
+  out = module.recommend_with_history(
+      users, tf.constant([['d', ''], ['', ''], ['a', 'nope'], ['nope', '']]))
+  sources = [v.decode() for v in out['source'].numpy()]
+  # With no known item in the history, the feed is recommend's: u1 (saw a, b) gets the
+  # window c, d by engagement (c=4, d=1); zz, unknown everywhere, the most popular a, b.
+  assert ids(out)[1] == ['c', 'd'] and ids(out)[3] == ['a', 'b']
+  if history:
+    # u1 clicked d since the push: the query turns to f > e > d; window f, e (f=5, e=3).
+    # zz clicked a: served by the model from that click (window f, e), a left out.
+    assert ids(out)[0] == ['f', 'e'] and ids(out)[2] == ['f', 'e']
+    assert sources == ['model', 'model', 'history', 'popularity']
+  else:
+    # An export without the history signature: the history is only left out.
+    assert ids(out)[0] == ['c', 'e'] and ids(out)[2] == ['b', 'c']
+    assert sources == ['model', 'model', 'popularity', 'popularity']
 
 
 def test_feed_needs_the_output_it_orders_by(tmp_path):

@@ -315,9 +315,9 @@ def test_every_nth_row_splits_batches_with_their_sparse_bags():
   assert list(held) == list(range(0, 10_000, 20))
   rest_ids = data.columns(rest, ['id'])['id']
   assert len(rest_ids) == 10_000 - len(held) and not set(rest_ids) & set(held)
-  for batch in rest.unbatch().batch(7).take(3):  # each row keeps its own bag
-    i = batch['id'].numpy()
-    np.testing.assert_array_equal(tf.sparse.to_dense(batch['bag']).numpy(),
+  for rows in rest.unbatch().batch(7).take(3):  # each row keeps its own bag
+    i = rows['id'].numpy()
+    np.testing.assert_array_equal(tf.sparse.to_dense(rows['bag']).numpy(),
                                   np.stack([i % 3, i % 5], 1))
   users, items = data.id_pairs(
       tf.data.Dataset.from_tensor_slices({'u': ids[:5], 'i': ids[:5] * 2}).batch(2), 'u', 'i')
@@ -422,7 +422,8 @@ def test_retrieval_export_adds_the_popularity_priors():
   shift = np.array([-2.0, 0.0, 3.0, 0.0, 0.0], np.float32)
   serving = RetrievalServing(model, tft_layer, users, items, k=3, index='brute_force',
                              audience_k=3, item_log_prob=log_prob, cold_start_weight=0.5,
-                             recency_shift=shift, recency_weight=0.1)
+                             recency_shift=shift, recency_weight=0.1, history_weight=2.0,
+                             history_length=2)
   queries = serving.embed_users(tf.constant(['a', 'c', 'unknown']))['embeddings'].numpy()
   scale = -np.log(1e-3)  # the largest |log P|: the item column stays within [-1, 0]
   np.testing.assert_allclose(queries[:, -2], [0.0, 0.5 * scale, 0.5 * scale], rtol=1e-6)
@@ -442,6 +443,18 @@ def test_retrieval_export_adds_the_popularity_priors():
     assert [i.decode() for i in got] == catalogue[np.argsort(-scores)].tolist()
     np.testing.assert_allclose(serving.retrieve(tf.constant([user]))['scores'].numpy()[0],
                                np.sort(scores)[::-1], rtol=1e-5)
+  # A request's latest items: 2 x the mean tower of the first history_length (2) known ones
+  # is added to the user's tower; unknown ids and padding are skipped, priors stay.
+  with_history = serving.embed_users_with_history(
+      tf.constant(['a', 'c', 'b']),
+      tf.constant([['x', 'nope', 'z', 'y'], ['', 'y', '', ''], ['', '', '', '']])
+  )['embeddings'].numpy()
+  plain = serving.embed_users(tf.constant(['a', 'c', 'b']))['embeddings'].numpy()
+  moved = np.stack([items_tower(['x']).mean(0) * 2.0, items_tower(['y'])[0] * 2.0,
+                    np.zeros(4)])
+  np.testing.assert_allclose(with_history[:, :-2], plain[:, :-2] + moved, rtol=1e-5,
+                             atol=1e-6)
+  np.testing.assert_allclose(with_history[:, -2:], plain[:, -2:], rtol=1e-6)
   # Audiences rank users by the towers alone: the prior shifts no one.
   audience = serving.audience(tf.constant(['y']))['scores'].numpy()[0]
   expected = (items_tower(['y']) @ users_tower(['a', 'b', 'c']).T)[0]

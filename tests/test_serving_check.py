@@ -184,6 +184,13 @@ class TinyFeed(tf.Module):
       exclude_item_ids = tf.fill([tf.shape(user_id)[0], 1], '')
     return self._answer(user_id, exclude_item_ids)
 
+  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='user_id'),
+                                tf.TensorSpec([None, None], tf.string, name='history_item_ids')])
+  def recommend_with_history(self, user_id, history_item_ids):
+    if self.fault == 'history ignored':
+      history_item_ids = tf.fill([tf.shape(user_id)[0], 1], '')
+    return self._answer(user_id, history_item_ids)
+
   def _answer(self, user_id, exclude_item_ids):
     batch = tf.shape(user_id)[0]
     items = tf.constant(['i4', 'i5', 'i6'])
@@ -210,7 +217,9 @@ def _check(tmp_path, examples, model, kind='feed', **inputs):
     tf.saved_model.save(model, os.path.join(model_artifact.uri, 'Format-Serving'),
                         signatures={'recommend': recommend, 'serving_default': recommend,
                                     'recommend_excluding':
-                                        model.recommend_excluding.get_concrete_function()})
+                                        model.recommend_excluding.get_concrete_function(),
+                                    'recommend_with_history':
+                                        model.recommend_with_history.get_concrete_function()})
   else:
     model_artifact.uri = model
   blessing = standard_artifacts.ModelBlessing()
@@ -233,27 +242,30 @@ def test_a_good_model_is_blessed(tiny_examples, tmp_path):
   assert [c['name'] for c in report['checks']] == [
       'no_custom_ops', 'loads_in_fresh_process', 'signatures'] + [
           f'{r}:{s}' for r in requests
-          for s in ('recommend', 'serving_default', 'recommend_excluding')] + [
+          for s in ('recommend', 'serving_default', 'recommend_excluding',
+                    'recommend_with_history')] + [
               'same_list_width', 'warmup_requests']
 
 
 @pytest.mark.parametrize('fault, reason', [('nan', 'non-finite scores'),
                                            ('shape', 'shape'),
                                            ('seen', 'items they already have'),
-                                           ('ignored', 'returns excluded items')])
+                                           ('ignored', 'returns excluded items'),
+                                           ('history ignored', 'returns excluded items')])
 def test_a_broken_model_is_not_blessed(tiny_examples, tmp_path, fault, reason):
   blessing, report = _check(tmp_path, tiny_examples, TinyFeed(fault))
   assert blessing.get_int_custom_property('blessed') == 0
   assert os.path.exists(os.path.join(blessing.uri, 'NOT_BLESSED'))
   assert reason in blessing.get_string_custom_property('reasons')
-  assert 'known_user:recommend' in blessing.get_string_custom_property('reasons')
+  failed = 'recommend_with_history' if fault == 'history ignored' else 'recommend'
+  assert f'known_user:{failed}' in blessing.get_string_custom_property('reasons')
 
 
 @pytest.mark.parametrize('node,expected', [
     ('RankingServingCheck', {'new_user:rank', 'unknown_user:serving_default',
                              'unknown_item:rank', 'batch_256:rank'}),
     ('RetrievalServingCheck', {'known_user:retrieve', 'unknown_user:retrieve',
-                               'batch_256:retrieve'}),
+                               'batch_256:retrieve', 'known_user:embed_users_with_history'}),
 ])
 def test_the_run_models_passed_their_contracts(tiny_run, node, expected):
   """The shared run's trained models, probed by the run's own checks in a fresh process."""

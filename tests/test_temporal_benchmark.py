@@ -8,7 +8,6 @@ import pandas as pd
 import pytest
 
 from benchmarks import baselines, temporal
-from benchmarks.split import load_split
 from core import recent_popularity as rp
 
 DAY = rp.DAY
@@ -209,3 +208,35 @@ def test_the_retrieval_model_is_scored_through_its_signatures(tmp_path):
   assert rows['retrieval']['chosen'] == os.path.join('serving', 'retrieval', '5')
   assert rows['retrieval']['seconds'] >= 10.0
   assert rows['retrieval']['top_10_unseen returning'] == 1.0
+
+
+def test_the_live_reading_gives_each_row_what_its_user_did_before_it():
+  from benchmarks import live
+  train = _frame([('a', 'i0', 5, 10), ('a', 'i1', 4, 20)])
+  # a returns (i2 at 30, then i3 at 40); n is new: i1 and i2 in the same second, then i0.
+  eval_ = _frame([('n', 'i1', 3, 50), ('a', 'i3', 5, 40), ('n', 'i0', 1, 60),
+                  ('a', 'i2', 2, 30), ('n', 'i2', 4, 50)])
+  lr = live.live_rows(train, eval_, {f'i{k}': k for k in range(5)})
+  assert lr.users.tolist() == ['n', 'a', 'n', 'a', 'n']  # eval's file order
+  assert lr.target.tolist() == [1, 3, 0, 2, 2]
+  # Strictly earlier timestamps only: n's two clicks at 50 know nothing of each other.
+  assert [h.tolist() for h in lr.history] == [[], [0, 1, 2], [1, 2], [0, 1], []]
+  assert lr.group.tolist() == [2, 0, 1, 0, 2]
+  assert live.sizes(lr) == {'returning': 2, 'new, earlier click': 1, 'new, first click': 2}
+  # Requests send the latest items first; the ranking drops the history's items.
+  catalogue = np.array([f'i{k}' for k in range(5)], dtype=object)
+  assert live.requests(lr, slice(1, 3), catalogue, sent=2).tolist() == [['i2', 'i1'],
+                                                                         ['i2', 'i1']]
+  scores = np.array([5.0, 4.0, 3.0, 2.0, 1.0])  # i0 best
+  rank = live.ranks(live.list_scores(scores), lr)
+  # Ranks from 0. n's third click (i0, after i1, i2): i0 is the best item left; a's i3,
+  # after i0, i1, i2: the best left; n's first clicks rank i1 behind i0, i2 behind i0, i1.
+  assert rank.tolist() == [1, 0, 0, 0, 2]
+  got = live.breakdown(rank, lr)
+  assert got['top_10 new, earlier click'] == 1.0 and got['top_100 returning'] == 1.0
+  # EASE over the history: row i of the history matrix times B.
+  b = np.eye(5)[::-1]  # item k points at item 4 - k
+  np.testing.assert_allclose(live.ease_scores(b, lr)(slice(2, 3)), [[0, 0, 1, 1, 0]])
+  found = {'model': {'top_100 new, earlier click': 0.61, 'top_100 returning': 0.4},
+           'list': {'top_100 new, earlier click': 0.4, 'top_100 returning': 0.4}}
+  assert [met for _, met in live.ratio_targets(found, temporal.LIVE_BARS)] == [True, False]

@@ -26,10 +26,12 @@ import numpy as np  # noqa: E402
 # signature -> its input names, per kind: the serving contract of each model.
 SIGNATURES = {
     'retrieval': {'retrieve': ('user_id',), 'serving_default': ('user_id',),
-                  'embed_users': ('user_id',), 'embed_items': ('item_id',)},
+                  'embed_users': ('user_id',), 'embed_items': ('item_id',),
+                  'embed_users_with_history': ('user_id', 'history_item_ids')},
     'ranking': {'rank': ('user_id', 'item_id'), 'serving_default': ('examples',)},
     'feed': {'recommend': ('user_id',), 'serving_default': ('user_id',),
-             'recommend_excluding': ('user_id', 'exclude_item_ids')},
+             'recommend_excluding': ('user_id', 'exclude_item_ids'),
+             'recommend_with_history': ('user_id', 'history_item_ids')},
 }
 TOP_LIST_KEYS = {'item_ids', 'scores'}
 # The feed also says where each list comes from (model, features, popularity).
@@ -273,7 +275,8 @@ def probe(model_dir: str, spec: Dict[str, Any], load_scann: bool = False) -> Dic
       return problems
     return check
 
-  def excluding(request):
+  def excluding(request, signature='recommend_excluding', key='exclude_item_ids'):
+    """The request's items are left out (with history, they may also move the list)."""
     def check():
       users = request['user_id']
       plain = _call(model, 'recommend', user_id=np.array(users, dtype=object))['item_ids']
@@ -281,11 +284,28 @@ def probe(model_dir: str, spec: Dict[str, Any], load_scann: bool = False) -> Dic
       # may send them: one item of each user's own list is left out.
       rows = [[_text(row[0]), _text(row[0]), '__unknown_item__']
               if r % 2 == 0 else [_text(row[-1]), '', ''] for r, row in enumerate(plain)]
-      out = _call(model, 'recommend_excluding', user_id=np.array(users, dtype=object),
-                  exclude_item_ids=np.array(rows, dtype=object))
+      out = _call(model, signature, user_id=np.array(users, dtype=object),
+                  **{key: np.array(rows, dtype=object)})
       return (check_exclusions(out, plain.shape[1], users, rows, seen, catalogue)
               + check_not_seen(out['item_ids'], users, seen))
     return check
+
+  def with_history(users):
+    """Vectors of the same shape as embed_users', equal to them where the history names no
+    known item."""
+    plain = _call(model, 'embed_users', user_id=np.array(users, dtype=object))
+    item = min(catalogue)
+    rows = [[item, ''] if r % 2 == 0 else ['', ''] for r in range(len(users))]
+    out = _call(model, 'embed_users_with_history', user_id=np.array(users, dtype=object),
+                history_item_ids=np.array(rows, dtype=object))
+    problems = check_vectors(out, len(users))
+    if not problems and out['embeddings'].shape != plain['embeddings'].shape:
+      problems.append(f"shape {out['embeddings'].shape} != embed_users' "
+                      f"{plain['embeddings'].shape}")
+    elif not problems and not np.allclose(out['embeddings'][1::2], plain['embeddings'][1::2],
+                                          atol=1e-5):
+      problems.append('an empty history changes the user\'s vector')
+    return problems
 
   for request in spec['requests']:
     name, users = request['name'], request.get('user_id')
@@ -293,11 +313,14 @@ def probe(model_dir: str, spec: Dict[str, Any], load_scann: bool = False) -> Dic
       checks.run(f'{name}:recommend', top_list('recommend', request))
       checks.run(f'{name}:serving_default', top_list('serving_default', request))
       checks.run(f'{name}:recommend_excluding', excluding(request))
+      checks.run(f'{name}:recommend_with_history',
+                 excluding(request, 'recommend_with_history', 'history_item_ids'))
     elif kind == 'retrieval' and users is not None:
       checks.run(f'{name}:retrieve', top_list('retrieve', request))
       checks.run(f'{name}:serving_default', top_list('serving_default', request))
       checks.run(f'{name}:embed_users', lambda u=users: check_vectors(
           _call(model, 'embed_users', user_id=np.array(u, dtype=object)), len(u)))
+      checks.run(f'{name}:embed_users_with_history', lambda u=users: with_history(u))
     elif kind == 'retrieval':
       items = request['item_id']
       checks.run(f'{name}', lambda i=items: check_vectors(
