@@ -93,13 +93,15 @@ def engagement_eval_config(gates: GateConfig) -> tfma.EvalConfig:
 
 # The packages whose code each component runs (user code by dotted path, and what it
 # imports): a change elsewhere (the report, the CLIs, this file) keeps their cached results.
-TRANSFORM_CODE = ('transforms', 'core')
+# The Transform runs preprocessing_fn, not the ingestion beside it in transforms/.
+TRANSFORM_CODE = ('transforms/__init__.py', 'transforms/preprocessing.py', 'core')
 TRAINER_CODE = ('models', 'core')
 COMPONENT_CODE = ('components', 'models', 'core')
 
 
 def code_fingerprint(*packages: str, root: Optional[str] = None) -> str:
-  """A hash of the user code the Transform and Trainers import by dotted path.
+  """A hash of the user code the Transform and Trainers import by dotted path (each of
+  ``packages`` a folder, or one .py file, relative to the repository).
 
   TFX fingerprints code passed as ``module_file``, not code referenced by dotted path; this
   value goes into those components' custom_config so that a code change invalidates their
@@ -108,7 +110,9 @@ def code_fingerprint(*packages: str, root: Optional[str] = None) -> str:
   digest = hashlib.sha256()
   root = root or os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   for package in packages:
-    for path in sorted(glob.glob(os.path.join(root, package, '**', '*.py'), recursive=True)):
+    paths = ([os.path.join(root, package)] if package.endswith('.py') else
+             glob.glob(os.path.join(root, package, '**', '*.py'), recursive=True))
+    for path in sorted(paths):
       digest.update(path[len(root):].encode())
       with open(path, 'rb') as f:
         digest.update(f.read())

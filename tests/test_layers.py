@@ -59,6 +59,13 @@ def test_the_trainers_code_fingerprint_ignores_the_report_and_the_pipeline(tmp_p
   with open(tmp_path / 'pipeline' / 'pipeline.py', 'a') as f:
     f.write('\n# an edit to the pipeline definition\n')
   assert fingerprints() == before
+  with open(tmp_path / 'transforms' / 'ingestion.py', 'a') as f:
+    f.write('\n# an edit to the ingestion, which the Transform does not run\n')
+  assert fingerprints() == before
+  with open(tmp_path / 'transforms' / 'preprocessing.py', 'a') as f:
+    f.write('\n# an edit to preprocessing_fn\n')
+  assert fingerprints()['transform'] != before['transform']
+  before = fingerprints()
   with open(tmp_path / 'core' / 'features.py', 'a') as f:
     f.write('\n# an edit to the names every stage shares\n')
   after = fingerprints()
