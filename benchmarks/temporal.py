@@ -284,7 +284,8 @@ def live_reading(train: pd.DataFrame, eval_: pd.DataFrame, ev: EvalRows,
     import tensorflow as tf
     model = tf.saved_model.load(model_dir)
     scorers['towers'] = live.model_scores(model, lr, catalogue, with_history=False)
-    scorers['model'] = live.model_scores(model, lr, catalogue)
+    if 'embed_users_with_history' in model.signatures:  # exports before it have no such input
+      scorers['model'] = live.model_scores(model, lr, catalogue)
   found = {}
   for key, score in scorers.items():
     start = time.perf_counter()
