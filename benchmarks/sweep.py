@@ -94,7 +94,7 @@ def feed_metrics(fn_args: _FnArgs, stage: str, serving) -> Dict[str, float]:
 
 def retrieval_metrics(fn_args: _FnArgs, tft_output, variant: Dict[str, Any],
                       feed: bool = False) -> Dict[str, float]:
-  from components.retrieval_evaluator.executor import evaluate_retrieval, evaluation_inputs
+  from models.evaluation import evaluate_retrieval, evaluation_inputs
   from models import data, retrieval
   from models.feature_store import build_stores
   from core import features as F

@@ -1,4 +1,5 @@
-"""RetrievalEvaluator executor: scoring on a hand-made model, blessing rules, and Do()."""
+"""Retrieval evaluation (models/evaluation.py): scoring on a hand-made model, blessing rules;
+the anomaly gate reading its anomalies."""
 import os
 
 import numpy as np
@@ -6,7 +7,7 @@ import pytest
 import tensorflow as tf
 
 from components.anomaly_gate import component as gate
-from components.retrieval_evaluator import executor as ex
+from models import evaluation
 
 ITEMS = np.array(['a', 'b', 'c', 'd'])
 VECTORS = {'u1': [1.0, 0.0], 'u2': [0.0, 1.0]}
@@ -24,7 +25,7 @@ class FakeModel:
 
 
 def test_top_k_over_the_catalogue_with_seen_removed():
-  metrics = ex.evaluate_retrieval(
+  metrics = evaluation.evaluate_retrieval(
       FakeModel(), eval_users=np.array(['u1', 'u1', 'u2']), eval_items=np.array(['b', 'c', 'd']),
       catalogue=ITEMS, seen={'u1': {'a'}}, ks=(1, 2))
   # u1 ranks a > b > d > c; u2 ranks c > d > b > a.
@@ -34,7 +35,7 @@ def test_top_k_over_the_catalogue_with_seen_removed():
 
 
 def test_seen_items_are_removed_for_unseen_metrics():
-  metrics = ex.evaluate_retrieval(
+  metrics = evaluation.evaluate_retrieval(
       FakeModel(), eval_users=np.array(['u1']), eval_items=np.array(['b']),
       catalogue=ITEMS, seen={'u1': {'a'}}, ks=(10, 100))
   assert metrics['top_10_unseen'] == 1.0
@@ -42,19 +43,19 @@ def test_seen_items_are_removed_for_unseen_metrics():
 
 def test_eval_items_outside_the_catalogue_are_an_error():
   with pytest.raises(ValueError, match='not in the catalogue'):
-    ex.evaluate_retrieval(FakeModel(), np.array(['u1']), np.array(['zz']), ITEMS, {})
+    evaluation.evaluate_retrieval(FakeModel(), np.array(['u1']), np.array(['zz']), ITEMS, {})
 
 
 def test_max_users_samples_eval_users():
   users = np.array(['u1', 'u2'] * 5)
-  rows = ex.sample_users(users, 1)
+  rows = evaluation.sample_users(users, 1)
   assert rows.sum() == 5 and len(set(users[rows])) == 1
-  assert ex.sample_users(users, 0).all() and ex.sample_users(users, 2).all()
+  assert evaluation.sample_users(users, 0).all() and evaluation.sample_users(users, 2).all()
 
 
 def test_returning_and_new_users_are_scored_apart():
   # u1 is known from train (seen a); u3 is new: no vector (zeros) -> every item ties.
-  metrics = ex.evaluate_retrieval(
+  metrics = evaluation.evaluate_retrieval(
       FakeModel(), eval_users=np.array(['u1', 'u1', 'u3']), eval_items=np.array(['b', 'c', 'a']),
       catalogue=ITEMS, seen={'u1': {'a'}}, ks=(10, 100))
   assert metrics['eval_interactions_returning'] == 2 and metrics['eval_interactions_new'] == 1
@@ -69,9 +70,9 @@ def test_recent_popularity_list_on_the_same_rows():
   lately = [('u%d' % n, 'c', 100 * day + n) for n in range(20)] + [('u99', 'b', 100 * day)]
   users, items, times = (np.array(v) for v in zip(*(old + lately)))
   train = {'user_id': users, 'item_id': items, 'timestamp': times.astype(np.int64)}
-  seen = ex.seen_items(users, items)
-  found = ex.recent_popularity(np.array(['new1', 'u0']), np.array(['c', 'd']), ITEMS, seen,
-                               train, ks=(1, 2))
+  seen = evaluation.seen_items(users, items)
+  found = evaluation.recent_popularity(np.array(['new1', 'u0']), np.array(['c', 'd']), ITEMS,
+                                       seen, train, ks=(1, 2))
   assert found['window_days'] is not None  # not "all"
   assert found['top_1_unseen_new'] == 1.0  # c first for a new user
   assert found['top_1_unseen_returning'] == 0.0  # d after b for u0 (c removed)
@@ -80,19 +81,19 @@ def test_recent_popularity_list_on_the_same_rows():
 
 def test_the_gate_requires_beating_recent_popularity():
   metrics = {'top_100': 0.3, 'top_100_unseen': 0.40}
-  assert ex.decide_blessing(metrics, None, 0.2, 0.02, {'top_100_unseen': 0.39})['blessed']
-  lost = ex.decide_blessing(metrics, None, 0.2, 0.02, {'top_100_unseen': 0.40})
+  assert evaluation.decide_blessing(metrics, None, 0.2, 0.02, {'top_100_unseen': 0.39})['blessed']
+  lost = evaluation.decide_blessing(metrics, None, 0.2, 0.02, {'top_100_unseen': 0.40})
   assert not lost['blessed'] and 'recent-popularity list' in lost['reasons'][0]
-  assert ex.decide_blessing(metrics, None, 0.2, 0.02, None)['blessed']
+  assert evaluation.decide_blessing(metrics, None, 0.2, 0.02, None)['blessed']
 
 
 def test_blessing_rules():
-  assert ex.decide_blessing({'top_100': 0.3}, None, 0.2, 0.02)['blessed']
-  low = ex.decide_blessing({'top_100': 0.1}, None, 0.2, 0.02)
+  assert evaluation.decide_blessing({'top_100': 0.3}, None, 0.2, 0.02)['blessed']
+  low = evaluation.decide_blessing({'top_100': 0.1}, None, 0.2, 0.02)
   assert not low['blessed'] and 'threshold' in low['reasons'][0]
-  worse = ex.decide_blessing({'top_100': 0.30}, {'top_100': 0.35}, 0.2, 0.02)
+  worse = evaluation.decide_blessing({'top_100': 0.30}, {'top_100': 0.35}, 0.2, 0.02)
   assert not worse['blessed'] and 'below the blessed model' in worse['reasons'][0]
-  assert ex.decide_blessing({'top_100': 0.34}, {'top_100': 0.35}, 0.2, 0.02)['blessed']
+  assert evaluation.decide_blessing({'top_100': 0.34}, {'top_100': 0.35}, 0.2, 0.02)['blessed']
 
 
 def test_anomaly_gate_reads_and_formats_anomalies(tmp_path):

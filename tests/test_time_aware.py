@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 from tfx.types import standard_artifacts as sa
 
-from components.retrieval_evaluator import executor as evaluator
+from models import evaluation as evaluator
 from core.artifacts import embed
 from core.retrieval_metrics import rank_of_target
 from pipeline import pipeline as P
