@@ -77,11 +77,10 @@ class _FnArgs:
 def feed_metrics(fn_args: _FnArgs, stage: str, serving) -> Dict[str, float]:
   """Hit rate and nDCG at 10 of the feed built from ``serving`` (a variant of ``stage``) and
   the run's model of the other stage, exported and evaluated as FeedModelBuilder does."""
-  import tensorflow as tf
-  from models import feed
+  from models import feed, tracing
   with tempfile.TemporaryDirectory() as tmp:
     variant_dir = os.path.join(tmp, stage)
-    tf.saved_model.save(serving, variant_dir, signatures=serving.signatures())
+    tracing.save(serving, variant_dir, signatures=serving.signatures())
     dirs = {stage: variant_dir}
     other = 'ranking' if stage == 'retrieval' else 'retrieval'
     dirs[other] = fn_args.model_dir(other)

@@ -25,7 +25,7 @@ import tensorflow_transform as tft
 import tf_keras as keras
 from absl import logging
 
-from models import data, optimizers, warm_start
+from models import data, optimizers, tracing, warm_start
 from models.feature_store import FeatureStore, build_stores, item_features
 from models.history import training_callbacks
 from models.towers import Encoder, mlp, table_penalty
@@ -342,7 +342,7 @@ def run_fn(fn_args) -> None:
   warm_start.save(model, model.row_vocabularies(), tft_output, fn_args.serving_model_dir)
   warm_start.write_report(fn_args.model_run_dir, report)
   serving = RankingServing(model, tft_output.transform_features_layer(), users, items)
-  tf.saved_model.save(serving, fn_args.serving_model_dir, signatures=serving.signatures())
+  tracing.save(serving, fn_args.serving_model_dir, signatures=serving.signatures())
   sample = min(8, len(users.ids.numpy()), len(items.ids.numpy()))
   user_ids = users.ids.numpy()[:sample].astype(bytes)
   item_ids = items.ids.numpy()[:sample].astype(bytes)
