@@ -11,6 +11,7 @@ before anything is created; kubeflow_v2_runner.py runs the same pipeline on obje
 Dataflow/Flink/Spark.
 """
 import argparse
+import contextlib
 import logging
 import os
 import re
@@ -45,6 +46,24 @@ def refusal(args: argparse.Namespace):
             f'machine\'s disk, which {args.beam_runner} workers cannot see; use '
             'kubeflow_v2_runner.py for Dataflow, Flink or Spark')
   return None
+
+
+@contextlib.contextmanager
+def local_beam_dependencies():
+  """Beam workers that import TFX from this environment, without TFX's sdist of itself.
+
+  Before every Beam component (ExampleGen, StatisticsGen, Transform, Evaluator) TFX copies
+  its own installation and builds an sdist of it (``setup.py sdist``, 2 to 3 s each) for
+  remote Beam workers to install, unless the Beam arguments already name a package. This
+  runner's workers are local: in-memory, or processes started from this Python.
+  """
+  from tfx.utils import dependency_utils
+  build = dependency_utils.make_beam_dependency_flags
+  dependency_utils.make_beam_dependency_flags = lambda beam_pipeline_args: beam_pipeline_args
+  try:
+    yield
+  finally:
+    dependency_utils.make_beam_dependency_flags = build
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -134,7 +153,8 @@ def main(argv=None) -> int:
   print(f'Running {PIPELINE_NAME} on {args.data_dir}{span} -> {out}')
   with run_summary.progress_printer(paths.log_path, paths.metadata_path):
     try:
-      tfx.orchestration.LocalDagRunner().run(pipeline)
+      with local_beam_dependencies():
+        tfx.orchestration.LocalDagRunner().run(pipeline)
     except Exception as e:  # pylint: disable=broad-except; reported with its component
       logging.exception('The pipeline run failed')
       error = e

@@ -184,6 +184,13 @@ def create_pipeline(
       preprocessing_fn=PREPROCESSING_FN,
       splits_config=tfx.proto.SplitsConfig(analyze=[F.TRAIN], transform=[]),
       materialize=False,
+      # Nothing reads the statistics, schemas and anomalies of the data before and after the
+      # transform that Transform computes by default (two more TFDV passes): the data was
+      # validated before it (StatisticsGen, ExampleValidator, AnomalyGate). Nor its analyzer
+      # cache, which no run is given back (analyzer_cache): without it the analyzers run
+      # over the data in one pass and nothing is written for them.
+      disable_statistics=True,
+      disable_analyzer_cache=True,
       custom_config=dict(transform.to_dict(), code=code_fingerprint(*TRANSFORM_CODE)))
 
   trainer_code = code_fingerprint(*TRAINER_CODE)

@@ -5,6 +5,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
+import local_runner
 from models import tracing
 
 
@@ -68,3 +69,21 @@ def test_an_export_without_layer_traces_answers_as_the_module_does(tmp_path):
   plain = str(tmp_path / 'plain')
   _export(plain, save=tf.saved_model.save)
   assert [name for name in _functions(plain) if 'layer_call' in name]
+
+
+def test_the_local_runner_builds_no_tfx_sdist_and_restores_tfx_after(monkeypatch):
+  from tfx.utils import dependency_utils
+
+  def build():
+    raise AssertionError('the local runner built an sdist of TFX')
+
+  monkeypatch.setattr(dependency_utils, 'build_ephemeral_package', build)
+  args = ['--runner=DirectRunner', '--direct_running_mode=in_memory']
+  with local_runner.local_beam_dependencies():
+    assert dependency_utils.make_beam_dependency_flags(list(args)) == args
+  try:
+    dependency_utils.make_beam_dependency_flags(list(args))
+  except AssertionError as e:
+    assert 'sdist' in str(e)
+  else:
+    raise AssertionError('TFX\'s own dependency flags were not restored')
