@@ -22,7 +22,7 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
 from core import features as F  # noqa: E402
 from pipeline.recommend import (DEFAULT_OUTPUT_DIR, NoModelError, known_ids,  # noqa: E402
-                                latest_version)
+                                latest_version, load)
 
 SIGNATURE = 'audience'
 DEFAULT_N = 1000
@@ -64,7 +64,7 @@ def audience(output_dir: str, item: str, n: Optional[int] = None,
   if n is not None and n < 1:
     raise AudienceError(f'--n must be at least 1 (got {n})')
   import tensorflow as tf
-  model = tf.saved_model.load(latest_version(os.path.join(output_dir, 'serving'), 'retrieval'))
+  model = load(latest_version(os.path.join(output_dir, 'serving'), 'retrieval'))
   if SIGNATURE not in model.signatures:
     raise AudienceError(f'the pushed retrieval model has no {SIGNATURE!r} signature; '
                         're-run the pipeline to export one')

@@ -10,6 +10,7 @@ latest items, most recent first, which steer the list and are left out). The fir
 come from the retrieval model's own item table.
 """
 import argparse
+import functools
 import os
 import sys
 from typing import List, Sequence, Tuple
@@ -34,6 +35,24 @@ def latest_version(serving_dir: str, kind: str) -> str:
     raise NoModelError(f'no pushed {kind} model in {base}; run `make run` (or local_runner.py '
                        '--output-dir with this folder) first')
   return latest
+
+
+def load(path: str):
+  """The SavedModel of a pushed version, loaded once per process (a load takes seconds).
+
+  A published version is never rewritten (core/publish.py), so a process that asks again,
+  as the tests and the benchmarks do, gets the model already loaded; the cache is keyed by
+  the version's saved_model.pb as well, so a folder written anew is loaded anew.
+  """
+  import tensorflow as tf
+  stat = tf.io.gfile.stat(os.path.join(path, 'saved_model.pb'))
+  return _load(path, stat.mtime_nsec, stat.length)
+
+
+@functools.lru_cache(maxsize=16)
+def _load(path: str, mtime_nsec: int, length: int):
+  import tensorflow as tf
+  return tf.saved_model.load(path)
 
 
 def known_ids(model, side: str) -> set:
@@ -71,10 +90,10 @@ def recommend(output_dir: str, user: str, k: int, exclude: Sequence[str] = (),
   """
   import tensorflow as tf
   serving = os.path.join(output_dir, 'serving')
-  retrieval = tf.saved_model.load(latest_version(serving, 'retrieval'))
+  retrieval = load(latest_version(serving, 'retrieval'))
   display = retrieval.signatures['display']
   try:
-    feed = tf.saved_model.load(latest_version(serving, 'feed'))
+    feed = load(latest_version(serving, 'feed'))
   except NoModelError:
     feed = None
   if feed is not None:
@@ -92,7 +111,7 @@ def recommend(output_dir: str, user: str, k: int, exclude: Sequence[str] = (),
     source = found['source'][0].numpy().decode() if 'source' in found else 'model'
     return [(i.decode(), float(s), t.decode()) for i, s, t in zip(ids.numpy(), scores, texts)
             if i], source
-  ranking = tf.saved_model.load(latest_version(serving, 'ranking'))
+  ranking = load(latest_version(serving, 'ranking'))
   found = retrieval.signatures['retrieve'](user_id=tf.constant([user]))
   items = found['item_ids'][0]
   ranked = ranking.signatures['rank'](user_id=tf.fill(tf.shape(items), user), item_id=items)

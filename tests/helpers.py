@@ -3,7 +3,6 @@
 Test modules import from here, never from each other, so that one module can be run alone.
 """
 import csv
-import functools
 import os
 from typing import Dict
 
@@ -61,12 +60,13 @@ def tail(path, lines=60):
     return ''.join(f.readlines()[-lines:])
 
 
-@functools.lru_cache(maxsize=None)
 def load_model(path: str):
   """A SavedModel loaded once per test process: the run's models are read by many tests, and
-  a load costs seconds. Tests only call the models, never change them."""
-  import tensorflow as tf
-  return tf.saved_model.load(path)
+  a load costs seconds. Tests only call the models, never change them. The cache is the
+  command-line tools' own (pipeline.recommend.load), so a pushed model the tests and the
+  tools both read is loaded once."""
+  from pipeline.recommend import load
+  return load(path)
 
 
 def _custom(artifact, name):

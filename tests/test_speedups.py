@@ -7,6 +7,7 @@ import tf_keras as keras
 
 import local_runner
 from models import tracing
+from pipeline import recommend
 
 
 class _Scorer(tf.Module):
@@ -69,6 +70,17 @@ def test_an_export_without_layer_traces_answers_as_the_module_does(tmp_path):
   plain = str(tmp_path / 'plain')
   _export(plain, save=tf.saved_model.save)
   assert [name for name in _functions(plain) if 'layer_call' in name]
+
+
+def test_a_pushed_version_is_loaded_once_and_a_rewritten_one_again(tmp_path):
+  path = str(tmp_path / 'model')
+  _export(path)
+  first = recommend.load(path)
+  assert recommend.load(path) is first
+  os.remove(os.path.join(path, 'saved_model.pb'))
+  _export(path)
+  os.utime(os.path.join(path, 'saved_model.pb'), ns=(1, 1))  # another file, whatever the clock
+  assert recommend.load(path) is not first
 
 
 def test_the_local_runner_builds_no_tfx_sdist_and_restores_tfx_after(monkeypatch):
