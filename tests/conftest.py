@@ -4,6 +4,9 @@ Two tiers (docs/testing.md): a plain ``pytest`` (= ``make test``) runs the fast 
 marked ``slow`` (their own pipeline runs, trained models held to quality floors) run only with
 ``pytest --all`` (= ``make test-all``, what CI runs).
 """
+import contextlib
+import fcntl
+import json
 import os
 import tempfile
 
@@ -20,8 +23,6 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 import pytest  # noqa: E402
 
 from tests.helpers import TINY, TINY_USERS, movielens_sample, tail, write  # noqa: E402
-
-SHARED_RUN_GROUP = 'tiny_run'
 
 
 def pytest_addoption(parser):
@@ -40,10 +41,25 @@ def pytest_collection_modifyitems(config, items):
     if slow:
       config.hook.pytest_deselected(items=slow)
       items[:] = [item for item in items if not item.get_closest_marker('slow')]
-  # Every test of the shared run goes to the xdist worker that made it (--dist loadgroup).
-  for item in items:
-    if 'tiny_run' in getattr(item, 'fixturenames', ()):
-      item.add_marker(pytest.mark.xdist_group(SHARED_RUN_GROUP))
+  # The shared run is the longest thing the tier does: one of its tests goes first, so that
+  # a worker starts the run at once while the other takes the unit tests, and the rest of
+  # its tests go last, to whichever worker is free once the run is there (tiny_run). The
+  # workers take tests in this order (--dist loadgroup, every test its own unit).
+  shared = [item for item in items if 'tiny_run' in getattr(item, 'fixturenames', ())]
+  if shared:
+    others = [item for item in items if 'tiny_run' not in getattr(item, 'fixturenames', ())]
+    items[:] = shared[:1] + others + shared[1:]
+
+
+@contextlib.contextmanager
+def _exclusive(path):
+  """Holds an exclusive lock on the file ``path`` (created if needed), across processes."""
+  with open(path, 'a') as f:
+    fcntl.flock(f, fcntl.LOCK_EX)
+    try:
+      yield
+    finally:
+      fcntl.flock(f, fcntl.LOCK_UN)
 
 
 @pytest.fixture(scope='session', autouse=True)
@@ -77,14 +93,28 @@ def tiny_run(tmp_path_factory):
   """The fast tier's one pipeline run (a MovieLens sample, one epoch, gates opened), shared by
   every end-to-end assertion: (output folder, data folder, interactions in the sample).
 
+  One run per session, whatever the workers: it is made in the session's temporary folder,
+  which every xdist worker sees, by the first worker that needs it; a worker that needs it
+  meanwhile waits for it (a file lock), then reads the same folders. Tests do not change
+  them (the report test rebuilds the run's report in place; the bad-data test runs on a copy).
   A failed run fails here, with the tail of its log, before any test reads its outputs.
   """
-  import local_runner
-  data = tmp_path_factory.mktemp('tiny_data')
-  n = movielens_sample(str(data), users=TINY_USERS)
-  out = tmp_path_factory.mktemp('tiny_out')
-  code = local_runner.main(['--data-dir', str(data), '--output-dir', str(out)] + TINY)
-  if code != 0:
-    pytest.fail(f'the shared pipeline run failed (exit code {code}); the end of its log:\n'
-                + tail(os.path.join(str(out), 'run.log')), pytrace=False)
-  return str(out), str(data), n
+  shared = tmp_path_factory.getbasetemp()
+  if os.environ.get('PYTEST_XDIST_WORKER'):
+    shared = shared.parent  # the workers' own folders are popen-gw0, popen-gw1... in it
+  data, out = shared / 'tiny_data', shared / 'tiny_out'
+  result = shared / 'tiny_run.json'
+  with _exclusive(str(shared / 'tiny_run.lock')):
+    if not result.exists():
+      code = n = None
+      try:
+        import local_runner
+        n = movielens_sample(str(data), users=TINY_USERS)
+        code = local_runner.main(['--data-dir', str(data), '--output-dir', str(out)] + TINY)
+      finally:  # also when the run raised: the other workers fail too instead of re-running it
+        result.write_text(json.dumps({'code': code, 'interactions': n}))
+    recorded = json.loads(result.read_text())
+  if recorded['code'] != 0:
+    pytest.fail(f'the shared pipeline run failed (exit code {recorded["code"]}); the end of '
+                'its log:\n' + tail(os.path.join(str(out), 'run.log')), pytrace=False)
+  return str(out), str(data), recorded['interactions']
