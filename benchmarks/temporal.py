@@ -400,8 +400,11 @@ def main(argv=None) -> int:
     # A fresh folder: an earlier run's model would be this one's warm start and blessing bar.
     shutil.rmtree(out_dir, ignore_errors=True)
     started = time.time()
+    # --no-refit: the pushed models are the gated candidates, which never saw eval (a refit
+    # learns it; benchmarks/refit.py measures what that gains on a later future).
     code = subprocess.call([sys.executable, os.path.join(REPO, 'local_runner.py'),
-                            '--data-dir', split_dir, '--output-dir', out_dir] + runner_args,
+                            '--data-dir', split_dir, '--output-dir', out_dir, '--no-refit']
+                           + runner_args,
                            cwd=REPO, env=dict(os.environ, PYTHONHASHSEED='0'))
     pipeline_seconds = time.time() - started
     if code != 0:

@@ -27,7 +27,8 @@ def split_files(files: Iterable[str], split: str) -> List[str]:
   files = list(files)
   if not files or any('Split-' not in f for f in files):
     raise ValueError(f'cannot derive the {split!r} split from {files}')
-  return [re.sub(r'Split-[^/]+', f'Split-{split}', f) for f in files]
+  # Given train and eval (a refit trains on both), both name the same other split: once.
+  return list(dict.fromkeys(re.sub(r'Split-[^/]+', f'Split-{split}', f) for f in files))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -97,6 +97,9 @@ def add_retraining_flags(parser: argparse.ArgumentParser) -> None:
   group = parser.add_argument_group('retraining')
   group.add_argument('--no-warm-start', action='store_true',
                      help='train from scratch instead of from the latest blessed models')
+  group.add_argument('--no-refit', action='store_true',
+                     help='push the gated candidates, which never learnt the eval window, '
+                     'instead of refitting them on train + eval once judged (docs/quality.md)')
   group.add_argument('--schema', default=None, metavar='SCHEMA_PBTXT',
                      help='validate the data against this curated schema (ImportSchemaGen) '
                      'instead of one inferred from the data of this run')

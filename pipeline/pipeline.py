@@ -43,6 +43,9 @@ EXAMPLE_GEN = 'InteractionExampleGen'
 SCHEMA_GEN = 'SchemaGen'
 RETRIEVAL_TRAINER = 'RetrievalTrainer'
 RANKING_TRAINER = 'RankingTrainer'
+REFIT_TRANSFORM = 'RefitTransform'
+RETRIEVAL_REFIT = 'RetrievalRefit'
+RANKING_REFIT = 'RankingRefit'
 RETRIEVAL_EVALUATOR = 'RetrievalEvaluator'
 RANKING_EVALUATOR = 'Evaluator'
 RETRIEVAL_PUSHER = 'RetrievalPusher'
@@ -148,12 +151,15 @@ def create_pipeline(
     warm_start: bool = True,
     schema_path: Optional[str] = None,
     vertex_training: Optional[dict] = None,
+    refit: bool = False,
 ) -> tfx.dsl.Pipeline:
   """The recommender pipeline; see the module docstring for its stages.
 
   ``warm_start``: each Trainer starts from the latest blessed model of its kind.
   ``schema_path``: a curated schema (schema.pbtxt) that every run's data is validated
   against, instead of a schema inferred from this run's data.
+  ``refit``: the models that are checked and pushed are the gated candidates trained on, warm
+  started from them, on train + eval (see below); the gates still judge the candidates.
   """
   example_gen = InteractionExampleGen(
       input_base=data_dir,
@@ -178,26 +184,32 @@ def create_pipeline(
                              schema=schema_gen.outputs['schema'])
   schema = anomaly_gate.outputs['validated_schema']
 
-  transform = tfx.components.Transform(
-      examples=example_gen.outputs['examples'],
-      schema=schema,
-      preprocessing_fn=PREPROCESSING_FN,
-      splits_config=tfx.proto.SplitsConfig(analyze=[F.TRAIN], transform=[]),
-      materialize=False,
-      # Nothing reads the statistics, schemas and anomalies of the data before and after the
-      # transform that Transform computes by default (two more TFDV passes): the data was
-      # validated before it (StatisticsGen, ExampleValidator, AnomalyGate). Nor its analyzer
-      # cache, which no run is given back (analyzer_cache): without it the analyzers run
-      # over the data in one pass and nothing is written for them.
-      disable_statistics=True,
-      disable_analyzer_cache=True,
-      custom_config=dict(transform.to_dict(), code=code_fingerprint(*TRANSFORM_CODE)))
+  def transform_of(splits: List[str]) -> tfx.components.Transform:
+    return tfx.components.Transform(
+        examples=example_gen.outputs['examples'],
+        schema=schema,
+        preprocessing_fn=PREPROCESSING_FN,
+        splits_config=tfx.proto.SplitsConfig(analyze=splits, transform=[]),
+        materialize=False,
+        # Nothing reads the statistics, schemas and anomalies of the data before and after
+        # the transform that Transform computes by default (two more TFDV passes): the data
+        # was validated before it (StatisticsGen, ExampleValidator, AnomalyGate). Nor its
+        # analyzer cache, which no run is given back (analyzer_cache): without it the
+        # analyzers run over the data in one pass and nothing is written for them.
+        disable_statistics=True,
+        disable_analyzer_cache=True,
+        custom_config=dict(transform.to_dict(), code=code_fingerprint(*TRANSFORM_CODE)))
+
+  # The candidates' vocabularies and item counts come from the train split only: an eval-only
+  # item is out of vocabulary for them, and eval's popularity does not leak into their priors.
+  transform_component = transform_of([F.TRAIN])
 
   trainer_code = code_fingerprint(*TRAINER_CODE)
   retrieval_baseline = _latest_blessed('LatestBlessedRetrievalModel', RETRIEVAL_EVALUATOR)
   ranking_baseline = _latest_blessed('LatestBlessedRankingModel', RANKING_EVALUATOR)
 
-  def trainer(run_fn: str, component_id: str, custom: dict, baseline) -> tfx.components.Trainer:
+  def trainer(run_fn: str, component_id: str, custom: dict, base_model,
+              transform_graph=None, splits=(F.TRAIN,)) -> tfx.components.Trainer:
     # ``vertex_training`` ({'project', 'region', 'job_spec': a Vertex AI CustomJobSpec}, from
     # kubeflow_v2_runner.py): the Trainer runs as a Vertex AI Training custom job through
     # TFX's Vertex extension, on the job spec's machine; the run_fn and its custom_config
@@ -217,19 +229,21 @@ def create_pipeline(
     return component(
         run_fn=run_fn,
         examples=example_gen.outputs['examples'],
-        transform_graph=transform.outputs['transform_graph'],
+        transform_graph=transform_graph or transform_component.outputs['transform_graph'],
         schema=schema,
-        # Warm start: the latest blessed model of the same kind (none on the first run).
-        base_model=baseline.outputs['model'] if warm_start else None,
-        train_args=tfx.proto.TrainArgs(splits=[F.TRAIN]),
+        base_model=base_model,
+        train_args=tfx.proto.TrainArgs(splits=list(splits)),
         eval_args=tfx.proto.EvalArgs(splits=[F.EVAL]),
         custom_config=config,
     ).with_id(component_id)
 
-  retrieval_trainer = trainer(RETRIEVAL_RUN_FN, RETRIEVAL_TRAINER,
-                              {'retrieval': retrieval.to_dict()}, retrieval_baseline)
-  ranking_trainer = trainer(RANKING_RUN_FN, RANKING_TRAINER, {'ranking': ranking.to_dict()},
-                            ranking_baseline)
+  # Warm start: the latest blessed model of the same kind (none on the first run).
+  retrieval_custom = {'retrieval': retrieval.to_dict()}
+  ranking_custom = {'ranking': ranking.to_dict()}
+  retrieval_trainer = trainer(RETRIEVAL_RUN_FN, RETRIEVAL_TRAINER, retrieval_custom,
+                              retrieval_baseline.outputs['model'] if warm_start else None)
+  ranking_trainer = trainer(RANKING_RUN_FN, RANKING_TRAINER, ranking_custom,
+                            ranking_baseline.outputs['model'] if warm_start else None)
 
   retrieval_evaluator = RetrievalEvaluator(
       examples=example_gen.outputs['examples'],
@@ -259,6 +273,30 @@ def create_pipeline(
       example_splits=[F.EVAL],
       eval_config=ranking_config).with_id(RANKING_EVALUATOR)
 
+  # The refit: once the candidates are judged, the models to serve learn the eval window too,
+  # the newest interactions, which a feed needs most. Each starts from its candidate (warm
+  # start remaps its rows onto vocabularies over train + eval, where items new in the eval
+  # window have rows of their own) and trains with the same settings on both splits. Their
+  # figures on eval would be figures on rows they trained on, so nothing scores them there:
+  # the candidates' blessings gate them, and the serving checks load and call them.
+  refit_nodes = []
+  pushed_retrieval = retrieval_trainer.outputs['model']
+  pushed_ranking = ranking_trainer.outputs['model']
+  if refit:
+    refit_transform = transform_of([F.TRAIN, F.EVAL]).with_id(REFIT_TRANSFORM)
+    refit_graph = refit_transform.outputs['transform_graph']
+    retrieval_refit = trainer(RETRIEVAL_RUN_FN, RETRIEVAL_REFIT, retrieval_custom,
+                              pushed_retrieval, refit_graph, (F.TRAIN, F.EVAL))
+    ranking_refit = trainer(RANKING_RUN_FN, RANKING_REFIT, ranking_custom, pushed_ranking,
+                            refit_graph, (F.TRAIN, F.EVAL))
+    # Ordered after the gates, so that a run whose gates fail stops before the refit's cost
+    # in the usual reading of the log; the gates do not read the refit's outputs.
+    retrieval_refit.add_upstream_node(retrieval_evaluator)
+    ranking_refit.add_upstream_node(evaluator)
+    refit_nodes = [refit_transform, retrieval_refit, ranking_refit]
+    pushed_retrieval = retrieval_refit.outputs['model']
+    pushed_ranking = ranking_refit.outputs['model']
+
   def pusher(model, blessing, kind: str, component_id: str) -> tfx.components.Pusher:
     # The atomic executor publishes a version all at once (see components/atomic_pusher).
     return tfx.components.Pusher(
@@ -280,21 +318,22 @@ def create_pipeline(
                         load_scann=(kind in ('retrieval', 'feed') and retrieval.index == 'scann'),
                         code_version=code).with_id(component_id)
 
-  retrieval_check = serving_check(retrieval_trainer.outputs['model'],
-                                  retrieval_evaluator.outputs['blessing'], 'retrieval',
-                                  RETRIEVAL_CHECK)
-  ranking_check = serving_check(ranking_trainer.outputs['model'], evaluator.outputs['blessing'],
-                                'ranking', RANKING_CHECK)
-  retrieval_pusher = pusher(retrieval_trainer.outputs['model'],
-                            retrieval_check.outputs['blessing'], 'retrieval', RETRIEVAL_PUSHER)
-  ranking_pusher = pusher(ranking_trainer.outputs['model'], ranking_check.outputs['blessing'],
-                          'ranking', RANKING_PUSHER)
+  retrieval_check = serving_check(pushed_retrieval, retrieval_evaluator.outputs['blessing'],
+                                  'retrieval', RETRIEVAL_CHECK)
+  ranking_check = serving_check(pushed_ranking, evaluator.outputs['blessing'], 'ranking',
+                                RANKING_CHECK)
+  retrieval_pusher = pusher(pushed_retrieval, retrieval_check.outputs['blessing'], 'retrieval',
+                            RETRIEVAL_PUSHER)
+  ranking_pusher = pusher(pushed_ranking, ranking_check.outputs['blessing'], 'ranking',
+                          RANKING_PUSHER)
 
   # The feed: one model answering "what should this user see next?" (retrieve, drop what the
   # user has seen, rank, keep the best k); pushed only when both stages are blessed.
   feed_builder = FeedModelBuilder(
       retrieval_model=retrieval_trainer.outputs['model'],
       ranking_model=ranking_trainer.outputs['model'],
+      pushed_retrieval_model=pushed_retrieval if refit else None,
+      pushed_ranking_model=pushed_ranking if refit else None,
       examples=example_gen.outputs['examples'],
       retrieval_blessing=retrieval_evaluator.outputs['blessing'],
       ranking_blessing=evaluator.outputs['blessing'],
@@ -314,7 +353,7 @@ def create_pipeline(
   # published beside the models only once that model passed its serving check and was pushed,
   # and they name the pushed version.
   segmenter = UserSegmenter(
-      examples=example_gen.outputs['examples'], model=retrieval_trainer.outputs['model'],
+      examples=example_gen.outputs['examples'], model=pushed_retrieval,
       blessing=retrieval_check.outputs['blessing'],
       pushed_model=retrieval_pusher.outputs['pushed_model'], num_segments=num_segments,
       push_dir=os.path.join(serving_dir, 'segments')).with_id(USER_SEGMENTER)
@@ -324,8 +363,8 @@ def create_pipeline(
       pipeline_root=pipeline_root,
       components=[
           example_gen, statistics_gen, schema_gen, example_validator, anomaly_gate,
-          transform, retrieval_baseline, ranking_baseline, retrieval_trainer,
-          ranking_trainer, retrieval_evaluator, *ranking_eval_nodes, evaluator,
+          transform_component, retrieval_baseline, ranking_baseline, retrieval_trainer,
+          ranking_trainer, retrieval_evaluator, *ranking_eval_nodes, evaluator, *refit_nodes,
           retrieval_check, ranking_check, retrieval_pusher, ranking_pusher, feed_builder,
           feed_check, feed_pusher, segmenter,
       ],

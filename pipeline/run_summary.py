@@ -326,6 +326,17 @@ def _warm_start(nodes, metadata_path: str) -> Dict[str, Any]:
   return out
 
 
+def _refit(nodes) -> Optional[Dict[str, Any]]:
+  """The refit's models and seconds when the run has one (None: the candidates are pushed)."""
+  refits = {'retrieval': P.RETRIEVAL_REFIT, 'ranking': P.RANKING_REFIT}
+  if not any(node in nodes for node in refits.values()):
+    return None
+  models = {kind: _output(nodes, node, 'model') for kind, node in refits.items()}
+  return {'models': {kind: m.uri if m is not None else None for kind, m in models.items()},
+          'seconds': round(sum(nodes[n]['seconds'] for n in
+                               (P.REFIT_TRANSFORM, *refits.values()) if n in nodes), 1)}
+
+
 def build_summary(paths: OutputPaths, started: Optional[float] = None,
                   error: Optional[BaseException] = None, span: Optional[int] = None,
                   nodes: Optional[Dict[str, Dict[str, Any]]] = None,
@@ -373,6 +384,8 @@ def build_summary(paths: OutputPaths, started: Optional[float] = None,
       'feed': feed,
       'eval_interactions': retrieval.get('eval_interactions'),
       'split': _split(nodes),
+      # The pushed models' training: None = the gated candidates themselves.
+      'refit': _refit(nodes),
       'pushed': {k: v['version'] for k, v in pushes.items()},
       'pushed_paths': {k: v['path'] for k, v in pushes.items()},
       'segments': ({'count': _prop(segments, 'num_segments'),
@@ -687,6 +700,9 @@ def format_summary(summary: Dict[str, Any], paths: OutputPaths) -> str:
                else f"rmse {k.get('rmse', float('nan')):.3f}")
     lines.append(f"  ranking:   {measure}  blessed={k['blessed']}")
   lines += [f'  {line}' for line in warm_start_lines(summary)]
+  if summary.get('refit'):
+    lines.append(f"  refit:     the models to push learnt train + eval, starting from the "
+                 f"judged ones ({summary['refit']['seconds']:.0f} s)")
   if summary.get('feed'):
     f = summary['feed']
     lines.append(f"  feed:      hit_rate_at_10 {f.get('hit_rate_at_10', float('nan')):.3f}  "

@@ -64,6 +64,48 @@ def test_run_succeeds_and_writes_metrics(tiny_run):
                                                    'saved_model.pb'))
 
 
+def _vocabulary(model_dir, name):
+  with open(os.path.join(model_dir, 'assets', name)) as f:
+    return {line.rstrip('\n') for line in f}
+
+
+def test_the_pushed_models_are_the_refit_on_train_and_eval(tiny_run):
+  """By default the models pushed learnt the eval window too: trained from the judged
+  candidates on train + eval, with item rows for what only the eval window had."""
+  out, data, _ = tiny_run
+  from pipeline import pipeline as P
+  from tfx.types import standard_artifacts
+  with open(os.path.join(out, 'metrics.json')) as f:
+    metrics = json.load(f)
+  refit = metrics['refit']
+  assert refit['seconds'] > 0
+  cut, _ = _time_split(data)
+  with open(os.path.join(data, 'interactions.csv')) as f:
+    rows = list(csv.DictReader(f))
+  train_items = {r['item_id'] for r in rows if int(r['timestamp']) < cut}
+  eval_only = {r['item_id'] for r in rows if int(r['timestamp']) >= cut} - train_items
+  assert eval_only  # the sample has items first seen in its eval window
+  for kind, trainer, refit_node in (('retrieval', P.RETRIEVAL_TRAINER, P.RETRIEVAL_REFIT),
+                                    ('ranking', P.RANKING_TRAINER, P.RANKING_REFIT)):
+    candidate = run_artifact(out, trainer, 'model', standard_artifacts.Model)
+    fitted = run_artifact(out, refit_node, 'model', standard_artifacts.Model)
+    assert refit['models'][kind] == fitted.uri
+    pushed = os.path.join(out, 'serving', kind, metrics['pushed'][kind])
+    # What was pushed is the refit's export, byte for byte.
+    with open(os.path.join(pushed, 'saved_model.pb'), 'rb') as f:
+      with open(os.path.join(fitted.uri, 'Format-Serving', 'saved_model.pb'), 'rb') as g:
+        assert f.read() == g.read()
+    before = _vocabulary(os.path.join(candidate.uri, 'Format-Serving'), 'item_id_vocab')
+    after = _vocabulary(pushed, 'item_id_vocab')
+    assert before == train_items and after == train_items | eval_only
+    run = run_artifact(out, refit_node, 'model_run', standard_artifacts.ModelRun)
+    with open(os.path.join(run.uri, 'warm_start.json')) as f:
+      report = json.load(f)
+    assert report['base_model'].startswith(candidate.uri) and report['copied'] > 0
+  feed = run_artifact(out, P.FEED_BUILDER, 'model', standard_artifacts.Model)
+  assert feed.get_string_custom_property('retrieval_model') == refit['models']['retrieval']
+
+
 def test_retrieve_signature(tiny_run):
   out, _, _ = tiny_run
   model = _latest(out, 'retrieval')

@@ -2,7 +2,8 @@
 
 Inputs: the retrieval and ranking Trainers' models, the ExampleGen output (items: the
 catalogue; users; train: what each user has and item popularity; eval: the feed metrics)
-and, optionally, each model's blessing. Outputs: ``candidate`` (the feed that leaves out the
+and, optionally, each model's blessing and the models to push when they are not the scored
+ones (the pipeline's refit: trained on eval too, so never scored on it). Outputs: ``candidate`` (the feed that leaves out the
 train split only, which the metrics score on eval), ``model`` (the feed to push: it leaves out
 every split of the run and what the feed served under ``served_dir`` left out; written only
 when every input blessing is blessed), both SavedModels at <uri>/Format-Serving like a
@@ -45,6 +46,8 @@ class FeedModelBuilderSpec(types.ComponentSpec):
                                              optional=True),
       'ranking_blessing': ChannelParameter(type=standard_artifacts.ModelBlessing,
                                            optional=True),
+      'pushed_retrieval_model': ChannelParameter(type=standard_artifacts.Model, optional=True),
+      'pushed_ranking_model': ChannelParameter(type=standard_artifacts.Model, optional=True),
   }
   OUTPUTS = {
       'model': ChannelParameter(type=standard_artifacts.Model),
@@ -73,6 +76,8 @@ class FeedModelBuilder(base_component.BaseComponent):
                examples: types.BaseChannel,
                retrieval_blessing: Optional[types.BaseChannel] = None,
                ranking_blessing: Optional[types.BaseChannel] = None,
+               pushed_retrieval_model: Optional[types.BaseChannel] = None,
+               pushed_ranking_model: Optional[types.BaseChannel] = None,
                k: int = 10, candidates: int = 100, index: str = 'brute_force',
                margin_cap: int = 1000, max_eval_users: int = 0,
                order_by: str = feed.FEED_DEFAULTS.order_by,
@@ -87,6 +92,7 @@ class FeedModelBuilder(base_component.BaseComponent):
     spec = FeedModelBuilderSpec(
         retrieval_model=retrieval_model, ranking_model=ranking_model, examples=examples,
         retrieval_blessing=retrieval_blessing, ranking_blessing=ranking_blessing,
+        pushed_retrieval_model=pushed_retrieval_model, pushed_ranking_model=pushed_ranking_model,
         k=int(k), candidates=int(candidates), index=index, margin_cap=int(margin_cap),
         max_eval_users=int(max_eval_users), order_by=order_by,
         retrieval_weight=float(retrieval_weight), served_dir=served_dir,

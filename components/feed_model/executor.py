@@ -20,9 +20,15 @@ from models.feed import (FEED_DEFAULTS, METRICS_FILE, build_feed, evaluate_feed,
                          read_feed_data, save_feed, served_exclusions)
 
 
+def _load(retrieval: types.Artifact, ranking: types.Artifact):
+  return (tf.saved_model.load(path_utils.serving_model_path(retrieval.uri)),
+          tf.saved_model.load(path_utils.serving_model_path(ranking.uri)))
+
+
 class Executor(base_executor.BaseExecutor):
   """Builds the candidate feed and scores it; once both stages are blessed, builds the feed
-  that is pushed, which differs from the candidate only in what it leaves out."""
+  that is pushed, which differs from the candidate in what it leaves out and, after a refit,
+  in its two models."""
 
   def Do(self, input_dict: Dict[str, List[types.Artifact]],
          output_dict: Dict[str, List[types.Artifact]],
@@ -41,17 +47,21 @@ class Executor(base_executor.BaseExecutor):
         retrieval_weight=float(exec_properties.get('retrieval_weight')
                                if exec_properties.get('retrieval_weight') is not None
                                else FEED_DEFAULTS.retrieval_weight))
-    loaded = (tf.saved_model.load(path_utils.serving_model_path(retrieval.uri)),
-              tf.saved_model.load(path_utils.serving_model_path(ranking.uri)))
-    for artifact in (model, candidate):
-      for key, source in (('retrieval_model', retrieval), ('ranking_model', ranking)):
+    loaded = _load(retrieval, ranking)
+    # The feed to push is built from the pushed models when they are others (a refit).
+    pushed = (artifact_utils.get_single_instance(input_dict.get('pushed_retrieval_model') or
+                                                 [retrieval]),
+              artifact_utils.get_single_instance(input_dict.get('pushed_ranking_model') or
+                                                 [ranking]))
+    for artifact, sources in ((candidate, (retrieval, ranking)), (model, pushed)):
+      for key, source in zip(('retrieval_model', 'ranking_model'), sources):
         artifact.set_string_custom_property(key, source.uri)
         if source.id:
           artifact.set_int_custom_property(key + '_id', source.id)
 
     # The candidate leaves out the train split only: scored on eval, as a model must be.
     candidate_dir = path_utils.serving_model_path(candidate.uri)
-    # The catalogue is embedded once for both feeds.
+    # The catalogue is embedded once per retrieval model.
     settings['item_embeddings'] = embed(loaded[0].signatures['embed_items'],
                                         feed_data.catalogue)
     module, info = build_feed(*loaded, feed_data, **settings)
@@ -64,6 +74,10 @@ class Executor(base_executor.BaseExecutor):
         'retrieval_blessing': input_dict.get('retrieval_blessing') or [],
         'ranking_blessing': input_dict.get('ranking_blessing') or []})
     if not reasons:
+      if pushed[0] is not retrieval or pushed[1] is not ranking:
+        loaded = _load(*pushed)
+        settings['item_embeddings'] = embed(loaded[0].signatures['embed_items'],
+                                            feed_data.catalogue)
       # What is pushed leaves out everything known now: every split, earlier spans.
       pairs, carried = served_exclusions(feed_data, exec_properties.get('served_dir') or None)
       module, served = build_feed(*loaded, feed_data, exclude=pairs, **settings)
