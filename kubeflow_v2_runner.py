@@ -340,16 +340,38 @@ def build_pipeline(args: argparse.Namespace):
       vertex_training=vertex_training(args))
 
 
+def never_cached(job: dict, task_names) -> dict:
+  """Turns Vertex AI's cache off for these tasks of a compiled PipelineJob (a dict).
+
+  The ServedModel steps read the serving directory, which none of their inputs shows: a
+  cached result would be the baseline of the run that first computed it. (Locally their TFX
+  driver keys the cache on the served version; Vertex AI runs no TFX driver for them.)
+  """
+  tasks = job['pipelineSpec']['root']['dag']['tasks']
+  for name in task_names:
+    tasks[name].pop('cachingOptions', None)
+  return job
+
+
 def compile_pipeline(args: argparse.Namespace) -> str:
   """Writes the PipelineJob file and returns its path."""
   from tfx import v1 as tfx
+  from tfx.dsl.io import fileio
+  from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner
+  from components.served_model.component import ServedModel
   output = args.output if _is_url(args.output) else os.path.abspath(args.output)
   runner = tfx.orchestration.experimental.KubeflowV2DagRunner(
       config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(
           default_image=args.image, display_name=args.display_name),
       output_dir=os.path.dirname(output),
       output_filename=os.path.basename(output))
-  runner.run(build_pipeline(args))
+  pipeline = build_pipeline(args)
+  job = never_cached(runner.run(pipeline, write_out=False),
+                     [n.id for n in pipeline.components if isinstance(n, ServedModel)])
+  fileio.makedirs(os.path.dirname(output))
+  # TFX's own writer (JSON, or the spec alone as YAML), as runner.run(write_out=True) does.
+  kubeflow_v2_dag_runner._write_pipeline_spec_to_file(  # pylint: disable=protected-access
+      job, f'This is converted from TFX pipeline from tfx-{tfx.__version__}.', output)
   return output
 
 

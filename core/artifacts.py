@@ -1,7 +1,7 @@
 """Artifact helpers every component shares: blessings, and embedding ids in batches.
 
 A ModelBlessing here is TFX's convention (the 'blessed' custom property, a BLESSED or
-NOT_BLESSED file in its folder), so TFX's Pusher and LatestBlessedModelStrategy read ours.
+NOT_BLESSED file in its folder), so TFX's Pusher reads ours.
 """
 import os
 from typing import Dict, List, Optional, Sequence

@@ -12,7 +12,8 @@ again), and for returning and new users apart: a feed serves both, and one figur
 rows hides the smaller group. The recent-popularity list is scored on the same rows by the
 same rule, because it is what a practitioner tries first and a model that loses to it has
 nothing to serve. ``decide_blessing`` turns the figures into the gate's decision: a floor,
-no regression past a margin from the latest blessed model, and, when asked, beating that list.
+no regression past a margin from the served model (the baseline), and, when asked, beating
+that list.
 
 Library code of the RetrievalEvaluator (components/retrieval_evaluator/executor.py, which
 reads its artifacts, calls this and writes metrics.json and the blessing): these functions

@@ -277,7 +277,7 @@ def train(fn_args, tft_output: tft.TFTransformOutput, config: RankingConfig,
 
   ``with_rating`` defaults to whether the Transform output has a rating; ``items`` (the
   catalogue store negatives are sampled from) is read from the items split when not given.
-  With ``base_model`` (the latest blessed ranking model) training starts from its weights.
+  With ``base_model`` (the served ranking model) training starts from its weights.
   """
   if with_rating is None:
     with_rating = F.RATING_XF in tft_output.transformed_feature_spec()

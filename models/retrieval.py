@@ -322,7 +322,7 @@ def train(fn_args, tft_output: tft.TFTransformOutput, config: RetrievalConfig,
           base_model: Optional[str] = None, items: Optional[FeatureStore] = None):
   """Fits the two-tower model on the train split; returns (model, history, warm-start report).
 
-  With ``base_model`` (the latest blessed retrieval model) training starts from its weights.
+  With ``base_model`` (the served retrieval model) training starts from its weights.
   """
   user_spec = data.side_spec(tft_output, F.USER_ID, F.USER_PREFIX)
   item_spec = data.side_spec(tft_output, F.ITEM_ID, F.ITEM_PREFIX)

@@ -1,8 +1,11 @@
-"""Warm start: a new model begins from the weights of the latest blessed model of its kind.
+"""Warm start: a new model begins from the weights of the served model of its kind.
 
-Each Trainer saves, beside its SavedModel, the trainable weights of its Keras model keyed by
-their attribute path (stable from one run to the next, unlike Keras variable names) and the
-vocabulary of every table indexed by a vocabulary (ids, categorical features, bags).
+Each Trainer saves, inside its SavedModel (``assets.extra/warm_start/``, which TF Serving does
+not read), the trainable weights of its Keras model keyed by their attribute path (stable
+from one run to the next, unlike Keras variable names) and the vocabulary of every table
+indexed by a vocabulary (ids, categorical features, bags). Being inside the SavedModel, the
+state is pushed with it, so a served version alone is enough to warm-start from
+(core/served.py); it adds about the size of the trainable weights to each pushed version.
 
 When it starts from a base model, rows are matched by token: an id known to both runs keeps
 what it learned, an id new in this span keeps its fresh initialisation, and the out-of-
@@ -19,7 +22,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 from absl import logging
 
-STATE_DIR = 'warm_start'
+STATE_DIR = os.path.join('assets.extra', 'warm_start')
 STATE_FILE = 'state.npz'
 REPORT_FILE = 'warm_start.json'
 _VOCAB_PREFIX = 'vocab:'
@@ -47,8 +50,8 @@ def _paths(model: tf.Module) -> List[Tuple[str, tf.Variable]]:
 
 
 def state_dir(serving_model_dir: str) -> str:
-  """Where a Trainer keeps its warm-start state: in the Model artifact, outside what is pushed."""
-  return os.path.join(os.path.dirname(serving_model_dir.rstrip('/')), STATE_DIR)
+  """Where a Trainer keeps its warm-start state: in the SavedModel, so that it is pushed."""
+  return os.path.join(serving_model_dir.rstrip('/'), STATE_DIR)
 
 
 def save(model: tf.Module, row_vocabularies: Dict[Any, str],
@@ -103,6 +106,9 @@ def restore(model: tf.Module, row_vocabularies: Dict[Any, str],
   Returns None when the base model has no warm-start state (e.g. trained before warm start
   existed); the caller then trains from scratch.
   """
+  if not tf.io.gfile.exists(base_model):
+    logging.info('No base model at %s (nothing served yet); training from scratch', base_model)
+    return None
   path = os.path.join(state_dir(base_model), STATE_FILE)
   if not tf.io.gfile.exists(path):
     logging.warning('No warm-start state at %s; training from scratch', path)

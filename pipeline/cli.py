@@ -55,14 +55,14 @@ def add_model_flags(parser: argparse.ArgumentParser) -> None:
   gates = parser.add_argument_group('gates (what a model must score to be pushed)')
   gates.add_argument('--min-top-100', type=float, default=g.min_top_100)
   gates.add_argument('--max-top-100-drop', type=float, default=g.max_top_100_drop,
-                     help='largest allowed drop against the latest blessed retrieval model')
+                     help='largest allowed drop against the served retrieval model')
   gates.add_argument('--no-recent-popularity-gate', dest='beat_recent_popularity',
                      action='store_false', default=g.beat_recent_popularity,
                      help='bless a retrieval model even if it does not beat the '
                      'recent-popularity list on the eval rows')
   gates.add_argument('--max-rmse', type=float, default=g.max_rmse)
   gates.add_argument('--max-rmse-increase', type=float, default=g.max_rmse_increase,
-                     help='largest allowed increase against the latest blessed ranking model')
+                     help='largest allowed increase against the served ranking model')
   gates.add_argument('--eval-max-users', type=int, default=g.eval_max_users,
                      help='score at most this many eval users (a fixed random sample) in the '
                      'retrieval and feed evaluations (0: all)')
@@ -96,7 +96,7 @@ def add_retraining_flags(parser: argparse.ArgumentParser) -> None:
   """Flags of scheduled retraining (docs/operations.md: scheduled retraining)."""
   group = parser.add_argument_group('retraining')
   group.add_argument('--no-warm-start', action='store_true',
-                     help='train from scratch instead of from the latest blessed models')
+                     help='train from scratch instead of from the served models')
   group.add_argument('--no-refit', action='store_true',
                      help='push the gated candidates, which never learnt the eval window, '
                      'instead of refitting them on train + eval once judged (docs/quality.md)')

@@ -2,8 +2,9 @@
 
 Ingest (InteractionExampleGen, one span) -> StatisticsGen -> SchemaGen (inferred, or a
 curated schema through ImportSchemaGen) -> ExampleValidator -> AnomalyGate -> Transform ->
-RetrievalTrainer / RankingTrainer (warm-started from the latest blessed model of their kind) ->
-RetrievalEvaluator / Evaluator (TFMA), each against the latest blessed model of its kind ->
+RetrievalTrainer / RankingTrainer (warm-started from the model of their kind that production
+serves now: ServedRetrievalModel / ServedRankingModel, read from the serving directory) ->
+RetrievalEvaluator / Evaluator (TFMA), each against that same served model of its kind ->
 ServingChecks -> Pushers, which push only blessed and checked models. The feed model is built
 from the two stages (a candidate scored on eval; once both are blessed, the feed to push, which
 leaves out everything known); the user segments come from the pushed retrieval model.
@@ -27,6 +28,8 @@ from components.engagement_eval_examples.component import EngagementEvalExamples
 from components.interaction_example_gen.component import InteractionExampleGen, input_config
 from components.retrieval_evaluator.component import RetrievalEvaluator
 from components.segmentation.component import UserSegmenter
+from components.served_model import evaluator_executor as served_baseline_evaluator
+from components.served_model.component import ServedModel
 from components.feed_model.component import FeedModelBuilder
 from components.serving_check.component import ServingCheck
 from core import features as F
@@ -47,6 +50,8 @@ REFIT_TRANSFORM = 'RefitTransform'
 RETRIEVAL_REFIT = 'RetrievalRefit'
 RANKING_REFIT = 'RankingRefit'
 RETRIEVAL_EVALUATOR = 'RetrievalEvaluator'
+SERVED_RETRIEVAL = 'ServedRetrievalModel'
+SERVED_RANKING = 'ServedRankingModel'
 RANKING_EVALUATOR = 'Evaluator'
 RETRIEVAL_PUSHER = 'RetrievalPusher'
 RANKING_PUSHER = 'RankingPusher'
@@ -63,7 +68,7 @@ PUSHERS = (RETRIEVAL_PUSHER, RANKING_PUSHER, FEED_PUSHER)
 def _gated_eval_config(label_key: str, metric: str, value_threshold: tfma.GenericValueThreshold,
                        direction, change: float) -> tfma.EvalConfig:
   """TFMA config of one metric over the whole eval set, with a value bound and a largest
-  allowed change against the blessed model (LatestBlessedModelStrategy's baseline)."""
+  allowed change against the served model of the same kind (the baseline, once one is)."""
   return tfma.EvalConfig(
       model_specs=[tfma.ModelSpec(signature_name='serving_default', label_key=label_key)],
       slicing_specs=[tfma.SlicingSpec()],
@@ -122,13 +127,12 @@ def code_fingerprint(*packages: str, root: Optional[str] = None) -> str:
   return digest.hexdigest()[:16]
 
 
-def _latest_blessed(component_id: str, evaluator_id: str) -> tfx.dsl.Resolver:
-  return tfx.dsl.Resolver(
-      strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
-      model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
-      model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing,
-                                     producer_component_id=evaluator_id),
-  ).with_id(component_id)
+def _served(serving_dir: str, kind: str, component_id: str) -> ServedModel:
+  # The baseline of a kind is what production serves of that kind: the latest version the
+  # Pusher published under serving_dir/<kind> (core/served.py). Unlike a "latest blessed
+  # model" metadata query, it cannot pick the other kind's model and reads the same on every
+  # orchestrator (docs/kubeflow.md, "Baselines").
+  return ServedModel(served_dir=os.path.join(serving_dir, kind)).with_id(component_id)
 
 
 def create_pipeline(
@@ -155,7 +159,7 @@ def create_pipeline(
 ) -> tfx.dsl.Pipeline:
   """The recommender pipeline; see the module docstring for its stages.
 
-  ``warm_start``: each Trainer starts from the latest blessed model of its kind.
+  ``warm_start``: each Trainer starts from the served model of its kind.
   ``schema_path``: a curated schema (schema.pbtxt) that every run's data is validated
   against, instead of a schema inferred from this run's data.
   ``refit``: the models that are checked and pushed are the gated candidates trained on, warm
@@ -205,8 +209,8 @@ def create_pipeline(
   transform_component = transform_of([F.TRAIN])
 
   trainer_code = code_fingerprint(*TRAINER_CODE)
-  retrieval_baseline = _latest_blessed('LatestBlessedRetrievalModel', RETRIEVAL_EVALUATOR)
-  ranking_baseline = _latest_blessed('LatestBlessedRankingModel', RANKING_EVALUATOR)
+  retrieval_baseline = _served(serving_dir, 'retrieval', SERVED_RETRIEVAL)
+  ranking_baseline = _served(serving_dir, 'ranking', SERVED_RANKING)
 
   def trainer(run_fn: str, component_id: str, custom: dict, base_model,
               transform_graph=None, splits=(F.TRAIN,)) -> tfx.components.Trainer:
@@ -237,7 +241,7 @@ def create_pipeline(
         custom_config=config,
     ).with_id(component_id)
 
-  # Warm start: the latest blessed model of the same kind (none on the first run).
+  # Warm start: the served model of the same kind (an empty one before the first push).
   retrieval_custom = {'retrieval': retrieval.to_dict()}
   ranking_custom = {'ranking': ranking.to_dict()}
   retrieval_trainer = trainer(RETRIEVAL_RUN_FN, RETRIEVAL_TRAINER, retrieval_custom,
@@ -272,6 +276,9 @@ def create_pipeline(
       baseline_model=ranking_baseline.outputs['model'],
       example_splits=[F.EVAL],
       eval_config=ranking_config).with_id(RANKING_EVALUATOR)
+  # TFX's Evaluator, whose executor leaves out an empty baseline (nothing served yet); its
+  # __init__ takes no custom executor spec.
+  evaluator.executor_spec = executor_spec.BeamExecutorSpec(served_baseline_evaluator.Executor)
 
   # The refit: once the candidates are judged, the models to serve learn the eval window too,
   # the newest interactions, which a feed needs most. Each starts from its candidate (warm
@@ -289,8 +296,9 @@ def create_pipeline(
                               pushed_retrieval, refit_graph, (F.TRAIN, F.EVAL))
     ranking_refit = trainer(RANKING_RUN_FN, RANKING_REFIT, ranking_custom, pushed_ranking,
                             refit_graph, (F.TRAIN, F.EVAL))
-    # Ordered after the gates, so that a run whose gates fail stops before the refit's cost
-    # in the usual reading of the log; the gates do not read the refit's outputs.
+    # After the gates, whatever they said (they do not read the refit): an unblessed refit is
+    # not pushed. TFX's Cond could skip it, but would skip the checks and Pushers after it
+    # too, which leave no record that nothing was pushed.
     retrieval_refit.add_upstream_node(retrieval_evaluator)
     ranking_refit.add_upstream_node(evaluator)
     refit_nodes = [refit_transform, retrieval_refit, ranking_refit]

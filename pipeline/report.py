@@ -178,7 +178,7 @@ def history_figure(name: str, history: Dict[str, List[float]]) -> Optional[Dict[
 
 def comparison_figure(title: str, names: Sequence[str], current: Sequence[float],
                       baseline: Optional[Sequence[Optional[float]]]) -> Dict[str, str]:
-  """This run's metrics as bars, beside the blessed baseline's when there is one."""
+  """This run's metrics as bars, beside the served baseline's when there is one."""
   import numpy as np
   fig = _figure(min(7.5, 2.0 + 1.1 * len(names) * (2 if baseline else 1)), 3.0)
   ax = fig.add_subplot(1, 1, 1)
@@ -189,7 +189,7 @@ def comparison_figure(title: str, names: Sequence[str], current: Sequence[float]
   ax.bar_label(bars, labels=[format_metric(v) for v in current], fontsize=8, padding=2)
   if baseline:
     bars = ax.bar(x + width / 2, [v if v is not None else 0.0 for v in baseline], width,
-                  label='blessed baseline', color='#9aa5b1')
+                  label='served baseline', color='#9aa5b1')
     ax.bar_label(bars, labels=[format_metric(v) for v in baseline], fontsize=8, padding=2)
   ax.set_xticks(x, [n.replace('_', ' ') for n in names], fontsize=9)
   top = max([*current, *[v for v in baseline or [] if v is not None]] or [1.0])

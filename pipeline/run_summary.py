@@ -20,6 +20,7 @@ from ml_metadata.metadata_store import metadata_store
 from ml_metadata import errors
 from ml_metadata.proto import metadata_store_pb2
 
+from core.served import SERVED_VERSION
 from pipeline import pipeline as P
 
 _STATE_NAMES = {
@@ -285,12 +286,16 @@ def _pushed(nodes, node: str) -> Dict[str, Any]:
 
 
 def _pushed_version_of(metadata_path: str, model_dir: str) -> Optional[str]:
-  """The version under serving/ that a Pusher published from the model at ``model_dir``."""
+  """The version under serving/ that the model at ``model_dir`` is: the served version a
+  ServedModel copied there, or the one a Pusher published from it."""
   store = _store(metadata_path)
   uri = os.path.dirname(model_dir.rstrip('/'))  # <Model artifact uri>/Format-Serving
   models = store.get_artifacts_by_uri(uri)
   if not models:
     return None
+  served = [_prop(m, SERVED_VERSION) for m in models if _prop(m, SERVED_VERSION)]
+  if served:
+    return str(served[0])
   consumers = {e.execution_id for e in store.get_events_by_artifact_ids([m.id for m in models])
                if e.type == metadata_store_pb2.Event.INPUT}
   outputs = [e.artifact_id for e in store.get_events_by_execution_ids(list(consumers))

@@ -16,8 +16,6 @@ import tensorflow as tf
 from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
 from tfx.dsl.components.common import resolver as resolver_lib
-from tfx.dsl.input_resolution.strategies import latest_artifact_strategy
-from tfx.dsl.input_resolution.strategies import latest_blessed_model_strategy
 from tfx.dsl.io import fileio
 from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner
 
@@ -28,10 +26,6 @@ from tests.helpers import MOVIELENS
 
 IMAGE = 'europe-west1-docker.pkg.dev/proj/repo/woonkly-recommender:test'
 ROOT = 'gs://bucket/root'
-ACCEPTED_STRATEGIES = (latest_blessed_model_strategy.LatestBlessedModelStrategy,
-                       latest_artifact_strategy.LatestArtifactStrategy)
-BLESSING_QUERY = ('schema_title="tfx.ModelBlessing" AND state=LIVE AND '
-                  'metadata.blessed.number_value=1')
 
 LOCAL_FLAGS = ['--data-dir', MOVIELENS]
 GCS_FLAGS = ['--data-dir', 'gs://bucket/data', '--pre-split', '--no-users',
@@ -147,16 +141,8 @@ def _param(task, name):
 
 
 def _expected_tasks(pipeline):
-  """Task names per component id: LatestBlessedModelStrategy resolvers compile to two."""
-  expected = {}
-  for node in pipeline.components:
-    if isinstance(node, resolver_lib.Resolver):
-      strategy = node.exec_properties[resolver_lib.RESOLVER_STRATEGY_CLASS]
-      if strategy is latest_blessed_model_strategy.LatestBlessedModelStrategy:
-        expected[node.id] = [f'{node.id}-model-blessing-resolver', f'{node.id}-model-resolver']
-        continue
-    expected[node.id] = [node.id]
-  return expected
+  """Task names per component id: one task each (no resolver compiles to several)."""
+  return {node.id: [node.id] for node in pipeline.components}
 
 
 def test_writes_a_pipeline_job_and_prints_its_path(job):
@@ -204,27 +190,40 @@ def test_containers_run_the_image_with_the_tfx_entrypoint(job):
   assert _param(_tasks(job_dict)['Transform'], 'preprocessing_fn') == P.PREPROCESSING_FN
 
 
-def test_resolvers_are_the_kinds_the_v2_compiler_accepts(job):
+BASELINES = {  # consumer task, input key -> the kind of model it must be given
+    (P.RETRIEVAL_TRAINER, 'base_model'): 'retrieval',
+    (P.RETRIEVAL_EVALUATOR, 'baseline_model'): 'retrieval',
+    (P.RANKING_TRAINER, 'base_model'): 'ranking',
+    (P.RANKING_EVALUATOR, 'baseline_model'): 'ranking',
+}
+
+
+def test_each_baseline_is_the_served_model_of_its_own_kind(job):
+  """Each trainer's base model and each evaluator's baseline come from a step that reads the
+  serving folder of that kind; no metadata query ("latest blessed model", which cannot tell
+  the evaluators' blessings apart) is left, and the served-model steps are never cached."""
   job_dict, _, argv = job
   pipeline = kubeflow_v2_runner.build_pipeline(kubeflow_v2_runner.parse_args(argv))
-  resolvers = [n for n in pipeline.components if isinstance(n, resolver_lib.Resolver)]
-  assert resolvers
-  for node in resolvers:
-    assert node.exec_properties[resolver_lib.RESOLVER_STRATEGY_CLASS] in ACCEPTED_STRATEGIES
-    for name in _expected_tasks(pipeline)[node.id]:
-      executor = _executor(job_dict, name)
-      assert set(executor) == {'resolver'}, name  # an MLMD query, not a container
-      queries = executor['resolver']['outputArtifactQueries']
-      if name.endswith('-model-blessing-resolver'):
-        # As compiled by TFX 1.16: the query names the type only, not the evaluator that
-        # produced the blessing (see docs/kubeflow.md).
-        assert queries == {'model_blessing': {'filter': BLESSING_QUERY}}
-      elif name.endswith('-model-resolver'):
-        assert 'schema_title="tfx.Model"' in queries['model']['filter']
-        assert "metadata['current_model_id']" in queries['model']['filter']
-        inputs = _tasks(job_dict)[name]['inputs']['artifacts']
-        assert inputs['input']['taskOutputArtifact']['producerTask'] == \
-            f'{node.id}-model-blessing-resolver'
+  assert not [n for n in pipeline.components if isinstance(n, resolver_lib.Resolver)]
+  executors = job_dict['pipelineSpec']['deploymentSpec']['executors']
+  assert not [label for label, e in executors.items() if 'resolver' in e]
+  args = kubeflow_v2_runner.parse_args(argv)
+  serving = (args.serving_dir or ROOT + '/serving').rstrip('/')
+  tasks = _tasks(job_dict)
+  for (consumer, key), kind in BASELINES.items():
+    producer = tasks[consumer]['inputs']['artifacts'][key]['taskOutputArtifact']
+    assert producer['outputArtifactKey'] == 'model'
+    step = producer['producerTask']
+    assert _param(tasks[step], 'served_dir') == f'{serving}/{kind}', (consumer, step)
+    assert _executor_class(job_dict, step) == 'components.served_model.executor.Executor'
+    assert 'cachingOptions' not in tasks[step], step  # reads the serving folder at run time
+  assert {tasks[c]['inputs']['artifacts'][k]['taskOutputArtifact']['producerTask']
+          for c, k in BASELINES} == {P.SERVED_RETRIEVAL, P.SERVED_RANKING}
+  # Caching stays on everywhere else; the ranking Evaluator is TFX's, with the executor
+  # that leaves out an empty baseline.
+  assert tasks[P.RANKING_TRAINER]['cachingOptions'] == {'enableCache': True}
+  assert _executor_class(job_dict, P.RANKING_EVALUATOR) == \
+      'components.served_model.evaluator_executor.Executor'
 
 
 def test_local_folder_layout_is_read_from_disk(local_job):
@@ -291,7 +290,7 @@ def test_default_data_dir_is_the_sample_in_the_image():
 
 def test_spans_schema_and_warm_start_compile(tmp_path_factory):
   """Scheduled retraining on Vertex: every run reads the newest span, validates it against
-  the curated schema and warm-starts the trainers from the latest blessed models."""
+  the curated schema and warm-starts the trainers from the served models."""
   job_dict, _, _ = _compile(tmp_path_factory, 'spans', [
       '--data-dir', 'gs://bucket/data', '--spans', '--schema', 'gs://bucket/schema.pbtxt'])
   _spec(job_dict)
@@ -303,10 +302,10 @@ def test_spans_schema_and_warm_start_compile(tmp_path_factory):
                     'items': 'span-{SPAN}/items.csv', 'users': 'span-{SPAN}/users.csv'}
   assert 'range_config' not in gen['inputs']['parameters']  # the latest span at run time
   assert _param(tasks[P.SCHEMA_GEN], 'schema_file') == 'gs://bucket/schema.pbtxt'
-  for trainer, resolver in ((P.RETRIEVAL_TRAINER, 'LatestBlessedRetrievalModel'),
-                            (P.RANKING_TRAINER, 'LatestBlessedRankingModel')):
+  for trainer, step in ((P.RETRIEVAL_TRAINER, P.SERVED_RETRIEVAL),
+                        (P.RANKING_TRAINER, P.SERVED_RANKING)):
     base = tasks[trainer]['inputs']['artifacts']['base_model']
-    assert base['taskOutputArtifact']['producerTask'] == f'{resolver}-model-resolver'
+    assert base['taskOutputArtifact']['producerTask'] == step
 
 
 def test_spans_with_shared_tables_are_refused_for_v2(tmp_path, capsys):

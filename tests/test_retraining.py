@@ -1,4 +1,4 @@
-"""Scheduled retraining: spans, warm start, the gate against the latest blessed model."""
+"""Scheduled retraining: spans, warm start, the gate against the served model of each kind."""
 import collections
 import csv
 import glob
@@ -93,6 +93,33 @@ def _latest_versions(out):
           if os.path.isdir(os.path.join(serving, kind))}
 
 
+def _baselines(out):
+  """{kind: (the served version its ServedModel step copied, whether the trainer warm-started
+  from that copy, whether the evaluator compared against it)} in the latest run."""
+  from tensorflow_model_analysis.writers import eval_config_writer
+  from tfx.types import standard_artifacts as sa
+  from core import served
+  from pipeline import pipeline as P
+  out_ = {}
+  blessing = run_artifact(out, P.RETRIEVAL_EVALUATOR, 'blessing', sa.ModelBlessing)
+  evaluation = run_artifact(out, P.RANKING_EVALUATOR, 'evaluation', sa.ModelEvaluation)
+  compared = {
+      'retrieval': (blessing.get_string_custom_property('baseline_model')
+                    if blessing.has_custom_property('baseline_model') else None),
+      'ranking': eval_config_writer.load_eval_run(evaluation.uri)[3].get('baseline'),
+  }
+  for kind, node, trainer in (('retrieval', P.SERVED_RETRIEVAL, P.RETRIEVAL_TRAINER),
+                              ('ranking', P.SERVED_RANKING, P.RANKING_TRAINER)):
+    snapshot = run_artifact(out, node, 'model', sa.Model)
+    run = run_artifact(out, trainer, 'model_run', sa.ModelRun)
+    with open(os.path.join(run.uri, 'warm_start.json')) as f:
+      base = json.load(f)['base_model']
+    inside = lambda path: bool(path) and path.startswith(snapshot.uri)
+    out_[kind] = (snapshot.get_string_custom_property(served.SERVED_VERSION),
+                  inside(base), inside(compared[kind]))
+  return out_
+
+
 def _metrics(out):
   with open(os.path.join(out, 'metrics.json')) as f:
     return json.load(f)
@@ -127,6 +154,8 @@ def test_three_scheduled_runs(tmp_path, capsys):
   assert first['retrieval']['top_100'] > 0.1 and first['feed']['hit_rate_at_10'] > 0
   assert first['span'] == 1
   assert first['warm_start'] == {'retrieval': None, 'ranking': None}
+  # Nothing served yet: no baseline to start from or to compare with.
+  assert _baselines(out) == {'retrieval': ('', False, False), 'ranking': ('', False, False)}
   v1 = _latest_versions(out)
   assert set(v1) == {'retrieval', 'ranking', 'feed'} and all(v1.values())
 
@@ -142,6 +171,9 @@ def test_three_scheduled_runs(tmp_path, capsys):
     assert warm['rows_kept'] > 0 and warm['rows_new'] > 0  # users 121-180 are new
     assert second['pushed'][kind] and second['pushed'][kind] != v1[kind]
   assert 'warm start from version' in capsys.readouterr().out
+  # Each trainer started from, and each evaluator compared against, a copy of the version of
+  # its own kind that run 1 pushed.
+  assert _baselines(out) == {kind: (v1[kind], True, True) for kind in ('retrieval', 'ranking')}
   v2 = _latest_versions(out)
   assert all(int(v2[k]) > int(v1[k]) for k in v1)
   # The pushed feed leaves out what users had in span 1 too, though span 2 does not have it,
@@ -169,8 +201,8 @@ def test_three_scheduled_runs(tmp_path, capsys):
   assert 'Nothing new: span 2 was already trained on' in capsys.readouterr().out
   assert _latest_versions(out) == v2 and _metrics(out)['run_id'] == second['run_id']
 
-  # Run 3, a corrupted delivery: both models fail the comparison with the latest blessed one,
-  # so nothing is pushed and version 2 stays the latest of every kind.
+  # Run 3, a corrupted delivery: both models fail the comparison with the served ones (run 2's
+  # pushes), so nothing is pushed and version 2 stays the latest of every kind.
   _corrupted_span(data, 3, users=180)
   assert run('--if-new-data') == 0
   third = _metrics(out)
@@ -178,6 +210,7 @@ def test_three_scheduled_runs(tmp_path, capsys):
   assert third['retrieval']['blessed'] is False and third['ranking']['blessed'] is False
   assert third['pushed'] == {'retrieval': None, 'ranking': None, 'feed': None}
   assert _latest_versions(out) == v2
+  assert _baselines(out) == {kind: (v2[kind], True, True) for kind in ('retrieval', 'ranking')}
   # Every version directory under serving/ is complete (has its saved_model.pb).
   for kind, version in v2.items():
     assert os.path.exists(os.path.join(out, 'serving', kind, version, 'saved_model.pb'))

@@ -1,8 +1,9 @@
 """RetrievalEvaluator component (TFMA cannot evaluate retrieval: TFRS issue #657).
 
 Inputs: the ExampleGen output (eval, train and items splits), the candidate retrieval model
-and, optionally, the latest blessed one. Outputs: an evaluation artifact (metrics.json) and a
-ModelBlessing that the Pusher honours and LatestBlessedModelStrategy understands.
+and, optionally, the baseline: the retrieval model production serves (a ServedModel artifact,
+empty while nothing is served). Outputs: an evaluation artifact (metrics.json) and a
+ModelBlessing in TFX's convention, which the Pusher honours.
 """
 import json
 from typing import Optional, Sequence

@@ -1,7 +1,7 @@
 """RetrievalEvaluator executor: TFX glue over models/evaluation.py.
 
-Reads the ExampleGen splits and the candidate (and latest blessed) model's artifacts, scores
-them with models.evaluation, and writes metrics.json and the ModelBlessing.
+Reads the ExampleGen splits and the candidate (and the served baseline) model's artifacts,
+scores them with models.evaluation, and writes metrics.json and the ModelBlessing.
 """
 import json
 import os
@@ -17,6 +17,7 @@ from tfx.utils import io_utils
 from tfx.utils import path_utils
 
 from core import features as F
+from core import served
 from core.artifacts import write_blessing
 from models import data
 from models.evaluation import (_read_pairs, decide_blessing, evaluate_retrieval,
@@ -50,7 +51,8 @@ class Executor(base_executor.BaseExecutor):
 
     model_artifact = artifact_utils.get_single_instance(input_dict['model'])
     metrics = score(model_artifact)
-    baseline_artifacts = input_dict.get('baseline_model') or []
+    # The served baseline; an empty one means nothing of this kind is served yet.
+    baseline_artifacts = served.holding_models(input_dict.get('baseline_model'))
     baseline = score(baseline_artifacts[0]) if baseline_artifacts else None
     recent = recent_popularity(eval_users, eval_items, catalogue, seen, train)
     gate_recent = bool(int(exec_properties.get('beat_recent_popularity') or 0))
@@ -69,4 +71,8 @@ class Executor(base_executor.BaseExecutor):
     if baseline_artifacts:
       blessing.set_string_custom_property('baseline_model', baseline_artifacts[0].uri)
       blessing.set_int_custom_property('baseline_model_id', baseline_artifacts[0].id)
+      if baseline_artifacts[0].has_custom_property(served.SERVED_VERSION):
+        blessing.set_string_custom_property(
+            'baseline_version',
+            baseline_artifacts[0].get_string_custom_property(served.SERVED_VERSION))
     write_blessing(blessing, decision['blessed'], decision['reasons'], model_artifact)
