@@ -364,7 +364,7 @@ def _export(outputs, key):
   return os.path.join(outputs[key][0].uri, 'Format-Serving')
 
 
-def test_do_writes_model_metrics_and_blessing(built_feed):
+def test_do_writes_model_metrics_and_blessing(built_feed, tiny_run):
   inputs, outputs = built_feed
   for key in ('model', 'candidate'):
     assert os.path.exists(os.path.join(_export(outputs, key), 'saved_model.pb'))
@@ -386,9 +386,13 @@ def test_do_writes_model_metrics_and_blessing(built_feed):
   blessing = outputs['blessing'][0]
   assert blessing.get_int_custom_property('blessed') == 1
   assert os.path.exists(os.path.join(blessing.uri, 'BLESSED'))
-  model = outputs['model'][0]
-  assert model.get_int_custom_property('retrieval_model_id') == \
+  # The candidate is built from the judged models, the feed to push from their refit.
+  assert outputs['candidate'][0].get_int_custom_property('retrieval_model_id') == \
       inputs['retrieval_model'][0].id
+  from pipeline import pipeline as P
+  for kind, node in (('retrieval', P.RETRIEVAL_REFIT), ('ranking', P.RANKING_REFIT)):
+    refit = run_artifact(tiny_run[0], node, 'model', standard_artifacts.Model)
+    assert outputs['model'][0].get_int_custom_property(f'{kind}_model_id') == refit.id
 
 
 def test_feed_metrics_are_those_of_the_exported_model(built_feed):
