@@ -14,12 +14,8 @@ components' own (metrics.json). The table goes to stdout and to benchmarks/REFIT
 """
 import argparse
 import glob
-import json
 import os
-import shutil
-import subprocess
 import sys
-import time
 from typing import Dict, Optional, Tuple
 
 os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')
@@ -125,18 +121,10 @@ def main(argv=None) -> int:
   out_dir, run_seconds = args.output_dir, None
   if not out_dir:
     out_dir = os.path.join(args.work_dir, 'out')
-    shutil.rmtree(out_dir, ignore_errors=True)  # a fresh run: no warm start, no baseline
-    started = time.time()
-    code = subprocess.call([sys.executable, os.path.join(REPO, 'local_runner.py'),
-                            '--data-dir', past_dir, '--output-dir', out_dir] + runner_args,
-                           cwd=REPO, env=dict(os.environ, PYTHONHASHSEED='0'))
-    run_seconds = time.time() - started
+    code, run_seconds = temporal.run_pipeline(past_dir, out_dir, runner_args)
     if code != 0:
-      print('the pipeline run failed; see', os.path.join(out_dir, 'run.log'))
       return code
-  with open(os.path.join(out_dir, 'metrics.json')) as f:
-    metrics = json.load(f)
-  seconds = {n: c.get('seconds') or 0.0 for n, c in (metrics.get('components') or {}).items()}
+  seconds = temporal.component_seconds(out_dir)
   items = pd.read_csv(os.path.join(past_dir, 'items.csv'), dtype=str, keep_default_na=False)
   rows = score(out_dir, past, future, items)
   total = sum(seconds.values())

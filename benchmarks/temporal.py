@@ -381,6 +381,26 @@ def report(rows: Dict[str, Dict], sizes: Dict[str, Tuple[int, int]], cut: int,
   return '\n'.join(lines + [''] + list(live_lines))
 
 
+def run_pipeline(data_dir: str, out_dir: str, flags: List[str]) -> Tuple[int, float]:
+  """``local_runner.py`` on ``data_dir`` into a fresh ``out_dir`` (an earlier run's model
+  would be this one's warm start and baseline), in a separate process; (exit code, seconds)."""
+  shutil.rmtree(out_dir, ignore_errors=True)
+  started = time.time()
+  code = subprocess.call([sys.executable, os.path.join(REPO, 'local_runner.py'),
+                          '--data-dir', data_dir, '--output-dir', out_dir] + flags,
+                         cwd=REPO, env=dict(os.environ, PYTHONHASHSEED='0'))
+  if code != 0:
+    print('the pipeline run failed; see', os.path.join(out_dir, 'run.log'))
+  return code, time.time() - started
+
+
+def component_seconds(out_dir: str) -> Dict[str, float]:
+  """Each component's seconds in a finished run (its metrics.json)."""
+  with open(os.path.join(out_dir, 'metrics.json')) as f:
+    metrics = json.load(f)
+  return {n: c.get('seconds') or 0.0 for n, c in (metrics.get('components') or {}).items()}
+
+
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('--work-dir', default=os.path.join(REPO, 'out', 'benchmark-temporal'))
@@ -397,18 +417,10 @@ def main(argv=None) -> int:
   out_dir, pipeline_seconds = args.output_dir, None
   if not args.skip_pipeline and not out_dir:
     out_dir = os.path.join(args.work_dir, 'out')
-    # A fresh folder: an earlier run's model would be this one's warm start and blessing bar.
-    shutil.rmtree(out_dir, ignore_errors=True)
-    started = time.time()
     # --no-refit: the pushed models are the gated candidates, which never saw eval (a refit
     # learns it; benchmarks/refit.py measures what that gains on a later future).
-    code = subprocess.call([sys.executable, os.path.join(REPO, 'local_runner.py'),
-                            '--data-dir', split_dir, '--output-dir', out_dir, '--no-refit']
-                           + runner_args,
-                           cwd=REPO, env=dict(os.environ, PYTHONHASHSEED='0'))
-    pipeline_seconds = time.time() - started
+    code, pipeline_seconds = run_pipeline(split_dir, out_dir, ['--no-refit'] + runner_args)
     if code != 0:
-      print('the pipeline run failed; see', os.path.join(out_dir, 'run.log'))
       return code
 
   train, eval_, items, _ = load_split(split_dir)
