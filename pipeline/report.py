@@ -234,7 +234,7 @@ def status_view(summary: Dict[str, Any]) -> Dict[str, Any]:
       'status': status, 'ok': status == 'succeeded',
       'wall': _seconds(summary['wall_seconds']) if summary.get('wall_seconds') else None,
       'run_id': summary.get('run_id'), 'span': summary.get('span'),
-      'warm_start': run_summary.warm_start_lines(summary),
+      'warm_start': run_summary.warm_start_lines(summary) + run_summary.refit_lines(summary),
       'failed': failed,
       'where': summary.get('failed_component') or 'the pipeline',
       'error': summary.get('error') or 'no error message was recorded',

@@ -676,8 +676,18 @@ def warm_start_lines(summary: Dict[str, Any]) -> List[str]:
   """One line per trainer: the version it warm-started from, or that it started from scratch."""
   return [f'{kind} trainer: warm start from version {warm["from_version"]} '
           f'({warm["rows_kept"]} embedding rows kept, {warm["rows_new"]} new)' if warm
-          else f'{kind} trainer: trained from scratch (no blessed model yet)'
+          else f'{kind} trainer: trained from scratch (nothing served yet, or --no-warm-start)'
           for kind, warm in (summary.get('warm_start') or {}).items()]
+
+
+def refit_lines(summary: Dict[str, Any]) -> List[str]:
+  """What the pushed models learnt: the refit on train + eval, or the candidates alone."""
+  refit = summary.get('refit')
+  if refit:
+    return [f"refit: the models to push learnt train + eval, starting from the judged ones "
+            f"({refit['seconds']:.0f} s)"]
+  return ['refit: off (--no-refit): the models to push are the judged ones'] if (
+      summary.get('components') and 'refit' in summary) else []
 
 
 def format_summary(summary: Dict[str, Any], paths: OutputPaths) -> str:
@@ -705,9 +715,7 @@ def format_summary(summary: Dict[str, Any], paths: OutputPaths) -> str:
                else f"rmse {k.get('rmse', float('nan')):.3f}")
     lines.append(f"  ranking:   {measure}  blessed={k['blessed']}")
   lines += [f'  {line}' for line in warm_start_lines(summary)]
-  if summary.get('refit'):
-    lines.append(f"  refit:     the models to push learnt train + eval, starting from the "
-                 f"judged ones ({summary['refit']['seconds']:.0f} s)")
+  lines += [f'  {line}' for line in refit_lines(summary)]
   if summary.get('feed'):
     f = summary['feed']
     lines.append(f"  feed:      hit_rate_at_10 {f.get('hit_rate_at_10', float('nan')):.3f}  "

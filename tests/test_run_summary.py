@@ -71,5 +71,15 @@ def test_warm_start_lines_word_both_cases():
                             'ranking': None}}
   assert run_summary.warm_start_lines(summary) == [
       'retrieval trainer: warm start from version 17 (900 embedding rows kept, 12 new)',
-      'ranking trainer: trained from scratch (no blessed model yet)']
+      'ranking trainer: trained from scratch (nothing served yet, or --no-warm-start)']
   assert run_summary.warm_start_lines({}) == []
+
+
+def test_refit_lines_say_what_the_pushed_models_learnt():
+  components = {'RetrievalTrainer': {'state': 'COMPLETE', 'seconds': 1.0}}
+  assert run_summary.refit_lines({'refit': {'models': {}, 'seconds': 61.4},
+                                  'components': components}) == [
+      'refit: the models to push learnt train + eval, starting from the judged ones (61 s)']
+  assert run_summary.refit_lines({'refit': None, 'components': components}) == [
+      'refit: off (--no-refit): the models to push are the judged ones']
+  assert run_summary.refit_lines({'components': components}) == []  # written before refits
