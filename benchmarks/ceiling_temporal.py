@@ -261,11 +261,13 @@ def retrieval_rows(train: pd.DataFrame, eval_: pd.DataFrame, items: pd.DataFrame
                       seconds=round(time.perf_counter() - start, 1))
     keep[name] = final
     if eval_best:
+      start = time.perf_counter()
       found = {s: temporal.breakdown(_ranks(scores(full, s), full), full.ev.returning)
                for s in settings}
       best = max(found, key=lambda s: found[s][f'top_{K}_unseen returning'])
       rows[f'{name}: the best cell for returning users, read on eval'] = dict(
-          found[best], chosen=f'upper bound: {best}', eval_read=True)
+          found[best], chosen=f'upper bound: {best}', eval_read=True,
+          seconds=round(time.perf_counter() - start, 1))
     return chosen
 
   def _ranks(scores, cut):
@@ -362,6 +364,8 @@ def retrieval_rows(train: pd.DataFrame, eval_: pd.DataFrame, items: pd.DataFrame
     return base_cache[(id(cut), b)] + w * (log_pop - log_pop.mean()) / log_pop.std()
   row('item-item model + popularity lately', lambda: (blend, blends), eval_best=True)
   keep['_ease'] = full.ev.x @ ease_b(full, ease_lam)
+  keep['_seconds'] = {'ease': rows['EASE']['seconds'],
+                      'recent': rows['most popular lately (benchmark window)']['seconds']}
   keep['_ease_lambda'] = ease_lam
   keep['_recent_counts'] = recent_counts(full)
   return rows, keep
@@ -401,34 +405,49 @@ def tower_scores(directory: str, user_ids: np.ndarray, item_ids: Sequence[str]
   return {'towers': towers, 'served': towers + users[:, -2:] @ items[:, -2:].T}
 
 
+def trainer_seconds(out_dir: str, trainer: str) -> float:
+  """The Trainer's seconds in the run's metrics.json (0 when not recorded)."""
+  with open(os.path.join(out_dir, 'metrics.json')) as f:
+    components = json.load(f).get('components') or {}
+  return float((components.get(trainer) or {}).get('seconds') or 0.0)
+
+
 def pipeline_retrieval_rows(out_dir: str, full: Cut, keep: Dict[str, np.ndarray]
                             ) -> Dict[str, Dict]:
+  """The retrieval export as served and without its popularity columns, and its blends with
+  popularity lately and EASE (read on eval). seconds: the RetrievalTrainer's, loading and
+  scoring here, and the blended baseline's fit."""
   directory, pushed = model_dir(out_dir, 'retrieval')
   if not directory:
     return {}
-  start = time.perf_counter()
+  start = time.perf_counter() - trainer_seconds(out_dir, 'RetrievalTrainer')
   users, first, user_row = np.unique(full.eval_['user_id'].astype(str).to_numpy(),
                                      return_index=True, return_inverse=True)
   parts = tower_scores(directory, users, list(full.ev.item_index))
 
-  def breakdown(per_user: np.ndarray) -> Dict[str, float]:
-    """top-k of the eval rows under scores given per distinct eval user."""
-    return temporal.breakdown(temporal.matrix_ranks(lambda rows: per_user[user_row[rows]],
-                                                    full.ev), full.ev.returning)
+  loaded = time.perf_counter() - start
+
+  def breakdown(per_user: np.ndarray, extra: float = 0.0) -> Dict[str, float]:
+    """top-k of the eval rows under scores given per distinct eval user, and seconds."""
+    scored = time.perf_counter()
+    out = temporal.breakdown(temporal.matrix_ranks(lambda rows: per_user[user_row[rows]],
+                                                   full.ev), full.ev.returning)
+    return dict(out, seconds=round(loaded + extra + time.perf_counter() - scored, 1))
 
   name = os.path.relpath(directory, out_dir) + ('' if pushed else ', not pushed')
-  rows = {f'pipeline two-tower, as served ({name})': dict(
-      breakdown(parts['served']), seconds=round(time.perf_counter() - start, 1))}
+  rows = {f'pipeline two-tower, as served ({name})': breakdown(parts['served'])}
   rows['pipeline two-tower, towers only (no popularity columns)'] = breakdown(parts['towers'])
   recent = keep['_recent_counts']
   log_recent = np.log((recent + 1.0) / (recent.sum() + len(recent)))
-  grid = {f'two-tower + {w} × log P_recent': breakdown(parts['served'] + w * log_recent)
+  grid = {f'two-tower + {w} × log P_recent': breakdown(parts['served'] + w * log_recent,
+                                                       keep['_seconds']['recent'])
           for w in TOWER_RECENT_WEIGHTS}
   rows.update(_eval_grid('pipeline two-tower + popularity lately', grid))
   served_z = zscore(parts['served'])
   ease_z = zscore(keep['_ease'][full.ev.users[first]])  # a new user's EASE row: zeros
   grid = {f'two-tower + EASE λ={keep["_ease_lambda"]:g}, z-scores, EASE weight {w}':
-          breakdown((1 - w) * served_z + w * ease_z) for w in TOWER_EASE_WEIGHTS}
+          breakdown((1 - w) * served_z + w * ease_z, keep['_seconds']['ease'])
+          for w in TOWER_EASE_WEIGHTS}
   rows.update(_eval_grid('pipeline two-tower + EASE', grid))
   return rows
 
@@ -612,26 +631,30 @@ def rmse_breakdown(predicted: np.ndarray, truth: np.ndarray, returning: np.ndarr
 
 
 def pipeline_rating_rows(out_dir: str, eval_: pd.DataFrame, returning: np.ndarray,
-                         predictions: Dict[str, np.ndarray]) -> Dict[str, Dict]:
+                         predictions: Dict[str, np.ndarray], seconds: Dict[str, float]
+                         ) -> Dict[str, Dict]:
   """The ranking model's RMSE, and its blends with the bias and SVD++ rows: equal weights
-  (fixed beforehand), and least squares on eval (an upper bound: no validation model)."""
-  start = time.perf_counter()
+  (fixed beforehand), and least squares on eval (an upper bound: no validation model).
+  seconds: the RankingTrainer's and predicting here (blends: plus the other model's row)."""
+  start = time.perf_counter() - trainer_seconds(out_dir, 'RankingTrainer')
   ranking, name = ranking_predictions(out_dir, eval_)
   if ranking is None:
     return {}
   truth = eval_['rating'].to_numpy(np.float64)
+  own = time.perf_counter() - start
   rows = {f'pipeline ranking ({name})': dict(rmse_breakdown(ranking, truth, returning),
-                                             seconds=round(time.perf_counter() - start, 1))}
+                                             seconds=round(own, 1))}
   for other in ('biases, tuned shrinkage', 'SVD++ (the benchmark\'s settings)',
                 'biases + user-feature biases for new users'):
     both = np.column_stack([ranking, predictions[other]])
     rows[f'pipeline ranking + {other}, equal weights'] = dict(rmse_breakdown(
-        both.mean(axis=1), truth, returning), chosen='fixed beforehand: 0.5 + 0.5')
+        both.mean(axis=1), truth, returning), chosen='fixed beforehand: 0.5 + 0.5',
+        seconds=round(own + seconds[other], 1))
     weights = fit_linear_blend(both, truth)
     rows[f'pipeline ranking + {other}, least squares on eval (upper bound)'] = dict(
         rmse_breakdown(np.clip(apply_linear_blend(weights, both), 1, 5), truth, returning),
         chosen=f'{weights[0]:+.2f} {weights[1]:+.2f} × ranking {weights[2]:+.2f} × other',
-        eval_read=True)
+        eval_read=True, seconds=round(own + seconds[other], 1))
   return rows
 
 
@@ -710,8 +733,10 @@ def report(retrieval, ratings, sizes, commit, work_dir) -> str:
       'the rows before (retrieval: top_100_unseen of all validation rows; ratings: RMSE), then '
       'refitted on all of train. Rows marked "read on eval" or "fitted on eval" blend the '
       'pipeline\'s models, which learnt the validation rows, so no weight could be chosen '
-      'inside train: their best cell is an upper bound. seconds: choice + fit + scoring '
-      '(pipeline rows: loading and scoring the export only).', '',
+      'inside train: their best cell is an upper bound. seconds: choice on validation + fit + '
+      'scoring (an eval-read best cell: scoring its grid on eval); pipeline rows: its '
+      'Trainer\'s seconds (the run\'s metrics.json) + loading and scoring here, plus the '
+      'blended baseline\'s row.', '',
       '## Retrieval', '', table(retrieval, RETRIEVAL_COLUMNS), '',
       '## Ratings (RMSE of the eval ratings)', '', table(ratings, RATING_COLUMNS), '',
       '## The issue\'s two missed targets', ''] + targets(retrieval, ratings) + [
@@ -740,7 +765,8 @@ def main(argv=None) -> int:
   out_dir = args.output_dir or os.path.join(args.work_dir, 'out')
   if os.path.isfile(os.path.join(out_dir, 'metrics.json')):
     retrieval.update(pipeline_retrieval_rows(out_dir, full, keep))
-    ratings.update(pipeline_rating_rows(out_dir, eval_, full.ev.returning, predictions))
+    ratings.update(pipeline_rating_rows(out_dir, eval_, full.ev.returning, predictions,
+                                        {n: m['seconds'] for n, m in ratings.items()}))
   else:
     print(f'no finished pipeline run in {out_dir}: its rows are left out', file=sys.stderr)
   text = report(retrieval, ratings, temporal.group_sizes(eval_, full.ev), current_commit(),
