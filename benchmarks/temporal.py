@@ -193,16 +193,21 @@ def ease_row(train: pd.DataFrame, items: pd.DataFrame, ev: EvalRows,
   return _timed(fit)
 
 
-def surprise_rmse(algo, train: pd.DataFrame, eval_: pd.DataFrame) -> Dict[str, float]:
-  """Fits a scikit-surprise algorithm on train and returns its RMSE on eval; predictions
-  are clipped to the train ratings' range (surprise's rating_scale), as the pipeline's are."""
+def surprise_predictions(algo, train: pd.DataFrame, eval_: pd.DataFrame) -> np.ndarray:
+  """Fits a scikit-surprise algorithm on train and returns its rating of each eval row,
+  clipped to the train ratings' range (surprise's rating_scale), as the pipeline's are."""
   from surprise import Dataset, Reader
   ratings = train[['user_id', 'item_id', 'rating']]
   scale = (float(ratings['rating'].min()), float(ratings['rating'].max()))
   algo.fit(Dataset.load_from_df(ratings, Reader(rating_scale=scale)).build_full_trainset())
-  predicted = np.array([algo.predict(u, i).est for u, i in
-                        zip(eval_['user_id'].astype(str), eval_['item_id'].astype(str))])
-  error = predicted - eval_['rating'].to_numpy(np.float64)
+  return np.array([algo.predict(u, i).est for u, i in
+                   zip(eval_['user_id'].astype(str), eval_['item_id'].astype(str))])
+
+
+def surprise_rmse(algo, train: pd.DataFrame, eval_: pd.DataFrame) -> Dict[str, float]:
+  """Fits a scikit-surprise algorithm on train and returns its RMSE on eval (clipped
+  predictions: surprise_predictions)."""
+  error = surprise_predictions(algo, train, eval_) - eval_['rating'].to_numpy(np.float64)
   return {'rmse': float(np.sqrt(np.mean(error ** 2)))}
 
 
