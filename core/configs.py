@@ -61,6 +61,9 @@ class RetrievalConfig:
   # log P_recent (with popularity_correction; the temperature would just undo it).
   recency_weight: float = 0.2
   new_user_popularity_weight: float = 0.5
+  # And every user's scores get recent_popularity_weight x log P_recent on top (chosen on
+  # the validation run, docs/quality.md).
+  recent_popularity_weight: float = 0.3
   # What a user did since training, given at request time (the embed_users_with_history
   # signature, the feed's recommend_with_history): the mean item tower of their latest
   # history_length items, times history_weight, is added to the user's tower.

@@ -153,13 +153,18 @@ class RetrievalServing(tf.Module):
     ``cold_start_weight`` x R for a new one. The towers learnt popularity as it was over
     the whole of train; the shift moves it to what is popular lately, the feed's future. A
     new user's popularity term becomes ``cold_start_weight`` x log P_recent(item).
+  * ``recent_popularity_weight`` w adds w x log P_recent(item) to every user's scores, on
+    the same two columns (w x S on the first for every user, w x R more on the second): the
+    feed's future favours what is popular lately more than the towers and the shift alone
+    say (docs/quality.md, "Popularity lately on top").
   """
 
   def __init__(self, model: TwoTowerModel, tft_layer, users: FeatureStore,
                items: FeatureStore, k: int, index: str, audience_k: int = 1000,
                item_log_prob: Optional[np.ndarray] = None, cold_start_weight: float = 0.0,
                recency_shift: Optional[np.ndarray] = None, recency_weight: float = 0.0,
-               history_weight: float = 0.0, history_length: int = 1):
+               history_weight: float = 0.0, history_length: int = 1,
+               recent_popularity_weight: float = 0.0):
     super().__init__()
     self.history_weight = tf.constant(float(history_weight), tf.float32)
     self.history_length = int(history_length)
@@ -174,13 +179,18 @@ class RetrievalServing(tf.Module):
                 else np.zeros([rows], np.float32))
     scale = float(max(1.0, np.max(np.abs(log_prob)))) if len(log_prob) else 1.0
     self.item_prior = tf.constant(log_prob / scale, tf.float32)
-    self.cold_start_weight = tf.constant(float(cold_start_weight) * scale)
+    # w x log P_recent = w x log P + w x (log P_recent - log P): the same two columns.
+    boost = float(recent_popularity_weight) if recency_shift is not None else 0.0
+    # The log P column's query value, [known user, new user].
+    self.prior_weights = tf.constant([boost * scale, (float(cold_start_weight) + boost) * scale],
+                                     tf.float32)
     shift = (np.asarray(recency_shift, np.float32) if recency_shift is not None
              else np.zeros([rows], np.float32))
     shift_scale = float(max(1.0, np.max(np.abs(shift)))) if len(shift) else 1.0
     self.item_recency = tf.constant(shift / shift_scale, tf.float32)
     self.recency_weights = tf.constant(
-        [float(recency_weight) * shift_scale, float(cold_start_weight) * shift_scale]
+        [(float(recency_weight) + boost) * shift_scale,
+         (float(cold_start_weight) + boost) * shift_scale]
         if recency_shift is not None else [0.0, 0.0], tf.float32)
     self.users = users
     self.items = items
@@ -214,9 +224,9 @@ class RetrievalServing(tf.Module):
     features = self.tft_layer(self.users.lookup(user_id))
     ids = tf.reshape(features[self.user_key], [-1])
     is_cold = tf.cast(ids >= self.user_oov, tf.int32)
-    cold = tf.cast(is_cold, tf.float32) * self.cold_start_weight
+    prior = tf.gather(self.prior_weights, is_cold)
     recency = tf.gather(self.recency_weights, is_cold)
-    return {'embeddings': tf.concat([self.query_tower(features), cold[:, tf.newaxis],
+    return {'embeddings': tf.concat([self.query_tower(features), prior[:, tf.newaxis],
                                      recency[:, tf.newaxis]], 1)}
 
   @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='user_id'),
@@ -315,7 +325,8 @@ def item_recency_shift(tft_output: tft.TFTransformOutput, train_files, config: R
   overall = np.bincount(items, minlength=n).astype(np.float64) + 1.0
   shift = np.log(recent / recent.sum()) - np.log(overall / overall.sum())
   return (np.concatenate([shift, np.zeros(2)]).astype(np.float32),
-          {'window_days': window, 'recency_weight': config.recency_weight})
+          {'window_days': window, 'recency_weight': config.recency_weight,
+           'recent_popularity_weight': config.recent_popularity_weight})
 
 
 def train(fn_args, tft_output: tft.TFTransformOutput, config: RetrievalConfig,
@@ -359,7 +370,8 @@ def serving_model(model: TwoTowerModel, tft_output: tft.TFTransformOutput, users
   """What the Trainer exports (and benchmarks/sweep.py scores): the trained towers with the
   popularity priors of ``config``; returns it and the recency term's description."""
   shift, recency = (item_recency_shift(tft_output, train_files, config)
-                    if config.recency_weight or cold_start_weight(config) else (None, {}))
+                    if (config.recency_weight or cold_start_weight(config)
+                        or config.recent_popularity_weight) else (None, {}))
   serving = RetrievalServing(model, tft_output.transform_features_layer(), users, items,
                              k=config.top_k, index=index or config.index,
                              audience_k=config.audience_k,
@@ -367,7 +379,8 @@ def serving_model(model: TwoTowerModel, tft_output: tft.TFTransformOutput, users
                              cold_start_weight=cold_start_weight(config),
                              recency_shift=shift, recency_weight=config.recency_weight,
                              history_weight=config.history_weight,
-                             history_length=config.history_length)
+                             history_length=config.history_length,
+                             recent_popularity_weight=config.recent_popularity_weight)
   return serving, recency
 
 

@@ -397,6 +397,7 @@ def test_retrieval_export_adds_the_popularity_priors():
   from models.retrieval import RetrievalServing
   users_spec = data.SideSpec(id_key='user_id_xf', id_rows=4, categorical={}, bags={}, numeric=[])
   items_spec = data.SideSpec(id_key='item_id_xf', id_rows=5, categorical={}, bags={}, numeric=[])
+  tf.random.set_seed(0)  # random towers, the same in every run (orders are compared below)
   model = TwoTowerModel(users_spec, items_spec, RetrievalConfig(embedding_dim=4, hidden_units=()))
   spec = {'user_id': tf.io.FixedLenFeature([], tf.string),
           'item_id': tf.io.FixedLenFeature([], tf.string)}
@@ -423,22 +424,23 @@ def test_retrieval_export_adds_the_popularity_priors():
   serving = RetrievalServing(model, tft_layer, users, items, k=3, index='brute_force',
                              audience_k=3, item_log_prob=log_prob, cold_start_weight=0.5,
                              recency_shift=shift, recency_weight=0.1, history_weight=2.0,
-                             history_length=2)
+                             history_length=2, recent_popularity_weight=0.25)
   queries = serving.embed_users(tf.constant(['a', 'c', 'unknown']))['embeddings'].numpy()
   scale = -np.log(1e-3)  # the largest |log P|: the item column stays within [-1, 0]
-  np.testing.assert_allclose(queries[:, -2], [0.0, 0.5 * scale, 0.5 * scale], rtol=1e-6)
-  np.testing.assert_allclose(queries[:, -1], [0.1 * 3, 0.5 * 3, 0.5 * 3], rtol=1e-6)
+  np.testing.assert_allclose(queries[:, -2], [0.25 * scale, 0.75 * scale, 0.75 * scale],
+                             rtol=1e-6)
+  np.testing.assert_allclose(queries[:, -1], [0.35 * 3, 0.75 * 3, 0.75 * 3], rtol=1e-6)
   assert queries.shape[1] == 4 + F.RETRIEVAL_PRIOR_COLUMNS  # what segments and benchmarks drop
   np.testing.assert_allclose(queries[:, :-2], users_tower(['a', 'c', 'unknown']), rtol=1e-6)
   vectors = serving.embed_items(tf.constant(['x', 'z']))['embeddings'].numpy()
   np.testing.assert_allclose(vectors[:, -2], log_prob[[0, 2]] / scale, rtol=1e-6)
   np.testing.assert_allclose(vectors[:, -1], shift[[0, 2]] / 3, rtol=1e-6)
-  # A known user's list is the towers' score plus 0.1 x the shift; a new user's adds
-  # 0.5 x (log P + shift) = 0.5 x log P_recent.
+  # A known user's list is the towers' score plus 0.1 x the shift, plus 0.25 x log P_recent
+  # = 0.25 x (log P + shift); a new user's adds (0.5 + 0.25) x log P_recent.
   catalogue = np.array(['x', 'y', 'z'])
   for user, prior, recency in (('a', 0.0, 0.1), ('c', 0.5, 0.5)):
     scores = (users_tower([user]) @ items_tower(catalogue).T + prior * log_prob[:3]
-              + recency * shift[:3])[0]
+              + recency * shift[:3] + 0.25 * (log_prob[:3] + shift[:3]))[0]
     got = serving.retrieve(tf.constant([user]))['item_ids'].numpy()[0]
     assert [i.decode() for i in got] == catalogue[np.argsort(-scores)].tolist()
     np.testing.assert_allclose(serving.retrieve(tf.constant([user]))['scores'].numpy()[0],
