@@ -335,7 +335,7 @@ def build_pipeline(args: argparse.Namespace):
       enable_cache=not args.no_cache,
       num_segments=args.segments,
       warm_start=not args.no_warm_start,
-      refit=not args.no_refit,
+      refit=args.refit,
       schema_path=args.schema,
       vertex_training=vertex_training(args))
 

@@ -132,7 +132,7 @@ def main(argv=None) -> int:
       enable_cache=not args.no_cache,
       num_segments=args.segments,
       warm_start=not args.no_warm_start,
-      refit=not args.no_refit,
+      refit=args.refit,
       schema_path=os.path.abspath(args.schema) if args.schema else None)
   lock = run_summary.acquire_run_lock(out)
   if lock is None:

@@ -70,7 +70,7 @@ def _vocabulary(model_dir, name):
 
 
 def test_the_pushed_models_are_the_refit_on_train_and_eval(tiny_run):
-  """By default the models pushed learnt the eval window too: trained from the judged
+  """With --refit the models pushed learnt the eval window too: trained from the judged
   candidates on train + eval, with item rows for what only the eval window had."""
   out, data, _ = tiny_run
   from pipeline import pipeline as P

@@ -18,9 +18,8 @@ from tests.helpers import run_artifact, tail
 
 pytestmark = pytest.mark.slow
 
-# --no-refit: only the judged candidate is read here (a refit learns the eval rows).
 FLAGS = ['--beam-mode', 'in_memory', '--ranking-epochs', '1', '--retrieval-epochs', '5',
-         '--no-recent-popularity-gate', '--segments', '2', '--no-refit']
+         '--no-recent-popularity-gate', '--segments', '2']
 
 
 @pytest.fixture(scope='module')
