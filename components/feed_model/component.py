@@ -3,8 +3,9 @@
 Inputs: the retrieval and ranking Trainers' models, the ExampleGen output (items: the
 catalogue; users; train: what each user has and item popularity; eval: the feed metrics)
 and, optionally, each model's blessing and the models to push when they are not the scored
-ones (the pipeline's refit: trained on eval too, so never scored on it). Outputs: ``candidate`` (the feed that leaves out the
-train split only, which the metrics score on eval), ``model`` (the feed to push: it leaves out
+ones (the pipeline's refit: trained on eval too, so never scored on it). Outputs:
+``candidate`` (the feed that leaves out the train split only, which the metrics score on
+eval), ``model`` (the feed to push: it leaves out
 every split of the run and what the feed served under ``served_dir`` left out; written only
 when every input blessing is blessed), both SavedModels at <uri>/Format-Serving like a
 Trainer's; ``evaluation`` (feed_metrics.json) and ``blessing`` (blessed iff every input

@@ -20,9 +20,12 @@ from models.feed import (FEED_DEFAULTS, METRICS_FILE, build_feed, evaluate_feed,
                          read_feed_data, save_feed, served_exclusions)
 
 
-def _load(retrieval: types.Artifact, ranking: types.Artifact):
-  return (tf.saved_model.load(path_utils.serving_model_path(retrieval.uri)),
-          tf.saved_model.load(path_utils.serving_model_path(ranking.uri)))
+def _load(retrieval: types.Artifact, ranking: types.Artifact, catalogue):
+  """The two stages' SavedModels and the catalogue's embeddings under the retrieval one
+  (computed once per retrieval model, shared by the feeds built from it)."""
+  loaded = (tf.saved_model.load(path_utils.serving_model_path(retrieval.uri)),
+            tf.saved_model.load(path_utils.serving_model_path(ranking.uri)))
+  return loaded, embed(loaded[0].signatures['embed_items'], catalogue)
 
 
 class Executor(base_executor.BaseExecutor):
@@ -47,7 +50,7 @@ class Executor(base_executor.BaseExecutor):
         retrieval_weight=float(exec_properties.get('retrieval_weight')
                                if exec_properties.get('retrieval_weight') is not None
                                else FEED_DEFAULTS.retrieval_weight))
-    loaded = _load(retrieval, ranking)
+    loaded, settings['item_embeddings'] = _load(retrieval, ranking, feed_data.catalogue)
     # The feed to push is built from the pushed models when they are others (a refit).
     pushed = (artifact_utils.get_single_instance(input_dict.get('pushed_retrieval_model') or
                                                  [retrieval]),
@@ -61,9 +64,6 @@ class Executor(base_executor.BaseExecutor):
 
     # The candidate leaves out the train split only: scored on eval, as a model must be.
     candidate_dir = path_utils.serving_model_path(candidate.uri)
-    # The catalogue is embedded once per retrieval model.
-    settings['item_embeddings'] = embed(loaded[0].signatures['embed_items'],
-                                        feed_data.catalogue)
     module, info = build_feed(*loaded, feed_data, **settings)
     save_feed(module, candidate_dir, feed_data, settings['index'])
     metrics = evaluate_feed(candidate_dir, feed_data,
@@ -75,9 +75,7 @@ class Executor(base_executor.BaseExecutor):
         'ranking_blessing': input_dict.get('ranking_blessing') or []})
     if not reasons:
       if pushed[0] is not retrieval or pushed[1] is not ranking:
-        loaded = _load(*pushed)
-        settings['item_embeddings'] = embed(loaded[0].signatures['embed_items'],
-                                            feed_data.catalogue)
+        loaded, settings['item_embeddings'] = _load(*pushed, feed_data.catalogue)
       # What is pushed leaves out everything known now: every split, earlier spans.
       pairs, carried = served_exclusions(feed_data, exec_properties.get('served_dir') or None)
       module, served = build_feed(*loaded, feed_data, exclude=pairs, **settings)
