@@ -44,6 +44,7 @@ if REPO not in sys.path:  # run as `python benchmarks/ceiling_temporal.py`
 from benchmarks import baselines, temporal  # noqa: E402
 from benchmarks.ceiling import rp3beta_weights, zscore  # noqa: E402
 from core import recent_popularity as rp  # noqa: E402
+from models.rating_baseline import fit_biases  # noqa: E402
 
 GROUPS = temporal.GROUPS
 K = 100  # what every retrieval choice maximises: top_100_unseen of the validation rows
@@ -125,28 +126,6 @@ def fit_linear_blend(predictions: np.ndarray, target: np.ndarray,
 
 def apply_linear_blend(weights: np.ndarray, predictions: np.ndarray) -> np.ndarray:
   return weights[0] + np.asarray(predictions, np.float64) @ weights[1:]
-
-
-def fit_biases(users: np.ndarray, items: np.ndarray, ratings: np.ndarray, n_users: int,
-               n_items: int, reg_u: float, reg_i: float,
-               item_weights: Optional[np.ndarray] = None, epochs: int = 15
-               ) -> Tuple[float, np.ndarray, np.ndarray]:
-  """Global mean plus shrunk user and item biases, by alternating least squares.
-
-  ``item_weights`` (one per rating) weigh the ratings in the item biases only: with weights
-  that fall with a rating's age, an item's bias follows what it is rated lately (drift). The
-  shrinkage ``reg_i`` is then in units of weight. Returns (mean, user biases, item biases).
-  """
-  ratings = np.asarray(ratings, np.float64)
-  w = np.ones(len(ratings)) if item_weights is None else np.asarray(item_weights, np.float64)
-  mu = float(ratings.mean())
-  bu, bi = np.zeros(n_users), np.zeros(n_items)
-  user_counts = np.bincount(users, minlength=n_users)
-  item_mass = np.bincount(items, w, minlength=n_items)
-  for _ in range(epochs):
-    bi = np.bincount(items, w * (ratings - mu - bu[users]), n_items) / (reg_i + item_mass)
-    bu = np.bincount(users, ratings - mu - bi[items], n_users) / (reg_u + user_counts)
-  return mu, bu, bi
 
 
 def fit_feature_biases(codes: np.ndarray, residuals: np.ndarray, reg: float,

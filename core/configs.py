@@ -126,6 +126,12 @@ class RankingConfig:
   # sigmoid) is 1.0 for every pair and its AUC says nothing (benchmarks/SCALE.md, 10M). The
   # binary term anchors the level.
   calibration_weight: float = 0.1
+  # The served rating is (1 - baseline_weight) x the rating head + baseline_weight x a model of
+  # another family fitted on the same rows: the mean plus user and item biases shrunk by
+  # these many ratings (models/rating_baseline.py). 0 serves the rating head alone.
+  baseline_weight: float = 0.5
+  baseline_user_shrinkage: float = 50.0
+  baseline_item_shrinkage: float = 0.5
   seed: int = 42  # as in RetrievalConfig
 
   def to_dict(self) -> Dict[str, Any]:

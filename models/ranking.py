@@ -26,6 +26,7 @@ import tf_keras as keras
 from absl import logging
 
 from models import data, optimizers, tracing, warm_start
+from models.rating_baseline import RatingBaseline
 from models.feature_store import FeatureStore, build_stores, item_features
 from models.history import training_callbacks
 from models.towers import Encoder, mlp, table_penalty
@@ -146,6 +147,10 @@ class RankingModel(tfrs.Model):
       self.rating_max = tf.Variable(float(high), trainable=False, name='rating_max')
       self.rating_task = tfrs.tasks.Ranking(loss=keras.losses.MeanSquaredError(),
                                             metrics=[keras.metrics.RootMeanSquaredError()])
+      # Fitted apart (fit_rating_baseline) and blended in only when predicting: the rating
+      # head learns alone, so the two stay different models whose errors partly cancel.
+      self.rating_baseline = (RatingBaseline(*rows, mean=mean_rating, name='rating_baseline')
+                              if config.baseline_weight > 0 else None)
     self.engagement_head = _Head(*rows, config, 0.0, name='engagement')
     self.engagement_task = tfrs.tasks.Ranking(
         loss=keras.losses.BinaryCrossentropy(from_logits=True),
@@ -158,6 +163,9 @@ class RankingModel(tfrs.Model):
     out = {}
     if self.with_rating:
       rating = self.rating_head(user, item, *ids, training=training)
+      if self.rating_baseline is not None and not training:
+        weight = self.config.baseline_weight
+        rating = (1.0 - weight) * rating + weight * self.rating_baseline(*ids)
       out[RATING] = rating if training else tf.clip_by_value(rating, self.rating_min,
                                                              self.rating_max)
     logit = self.engagement_head(user, item, *ids, training=training)
@@ -165,13 +173,24 @@ class RankingModel(tfrs.Model):
     out[ENGAGEMENT] = tf.sigmoid(logit)
     return out
 
+  def fit_rating_baseline(self, user_ids: np.ndarray, item_ids: np.ndarray,
+                          ratings: np.ndarray) -> None:
+    """Fits the blended baseline on these training rows (Transform ids); after warm start,
+    which would otherwise leave the served model's biases of other rows."""
+    if self.with_rating and self.rating_baseline is not None:
+      self.rating_baseline.fit(user_ids, item_ids, ratings, self.config.baseline_user_shrinkage,
+                               self.config.baseline_item_shrinkage)
+
   def row_vocabularies(self):
     """The vocabulary-indexed tables (biases included), for warm start."""
     out = warm_start.encoder_row_vocabularies([self.user_encoder, self.item_encoder])
     heads = [self.engagement_head] + ([self.rating_head] if self.with_rating else [])
-    for head in heads:
-      out[head.user_bias.embeddings.ref()] = self.user_encoder.spec.vocabularies[self.user_key]
-      out[head.item_bias.embeddings.ref()] = self.item_encoder.spec.vocabularies[self.item_key]
+    tables = [(head.user_bias.embeddings, head.item_bias.embeddings) for head in heads]
+    if self.with_rating and self.rating_baseline is not None:
+      tables.append((self.rating_baseline.user_bias, self.rating_baseline.item_bias))
+    for user_table, item_table in tables:
+      out[user_table.ref()] = self.user_encoder.spec.vocabularies[self.user_key]
+      out[item_table.ref()] = self.item_encoder.spec.vocabularies[self.item_key]
     return out
 
   def compute_loss(self, features: Dict[str, tf.Tensor], training: bool = False) -> tf.Tensor:
@@ -293,9 +312,10 @@ def train(fn_args, tft_output: tft.TFTransformOutput, config: RankingConfig,
     valid_ds = data.rebatched(data.every_nth_row(batches, every, held_out=True), 4096,
                               shuffle=False)
   train_ds = data.rebatched(train_batches, config.batch_size, shuffle=True, seed=config.seed)
-  mean, rating_range = 0.0, None
+  mean, rating_range, rated = 0.0, None, None
   if with_rating:
-    ratings = data.columns(train_batches, [F.RATING_XF])[F.RATING_XF]
+    rated = data.columns(train_batches, [user_spec.id_key, item_spec.id_key, F.RATING_XF])
+    ratings = rated[F.RATING_XF]
     if ratings.size:
       mean = float(ratings.mean())
       rating_range = (float(ratings.min()), float(ratings.max()))
@@ -319,6 +339,9 @@ def train(fn_args, tft_output: tft.TFTransformOutput, config: RankingConfig,
   if base_model:
     model(next(iter(train_ds)))  # creates the variables
     report = warm_start.restore(model, model.row_vocabularies(), tft_output, base_model)
+  if rated is not None:
+    model.fit_rating_baseline(rated[user_spec.id_key].astype(np.int64),
+                              rated[item_spec.id_key].astype(np.int64), rated[F.RATING_XF])
   model.compile(optimizer=optimizers.adam(config.learning_rate, config.lazy_embeddings))
   callbacks = training_callbacks(fn_args)
   if valid_ds is not None:

@@ -55,23 +55,6 @@ def test_nonnegative_blend_drops_a_model_that_would_get_a_negative_weight():
       target.mean())
 
 
-def test_biases_follow_recent_ratings_when_weighted_by_age():
-  # One user, two items: item 0 rated 1 long ago and 5 lately (twice each); item 1 rated 3.
-  users = np.zeros(6, np.int64)
-  items = np.array([0, 0, 0, 0, 1, 1])
-  ratings = np.array([1.0, 1.0, 5.0, 5.0, 3.0, 3.0])
-  _, _, plain = ct.fit_biases(users, items, ratings, 1, 2, reg_u=0.0, reg_i=0.0)
-  recent = np.array([1e-6, 1e-6, 1.0, 1.0, 1.0, 1.0])
-  _, _, drift = ct.fit_biases(users, items, ratings, 1, 2, reg_u=0.0, reg_i=0.0,
-                              item_weights=recent)
-  assert plain[0] == pytest.approx(plain[1])  # item 0 averages 3, as item 1 does
-  assert drift[0] - drift[1] == pytest.approx(2.0, abs=1e-4)  # item 0 is a 5 lately
-  # Shrinkage pulls an item's bias towards 0 by reg_i / (reg_i + its weight).
-  _, _, shrunk = ct.fit_biases(np.zeros(2, np.int64), np.array([0, 1]), np.array([5.0, 1.0]),
-                               1, 2, reg_u=1e9, reg_i=1.0)
-  np.testing.assert_allclose(shrunk, [1.0, -1.0])
-
-
 def test_feature_biases_split_an_additive_effect_between_features():
   # Feature 0 adds +1 / -1, feature 1 adds +0.5 / -0.5, on every combination.
   codes = np.array([[0, 0], [0, 1], [1, 0], [1, 1]] * 25)

@@ -8,6 +8,7 @@ import tf_keras
 
 from models import data
 from models.feature_store import FeatureStore
+from models.rating_baseline import fit_biases
 from models.ranking import (ENGAGEMENT, ENGAGEMENT_LOGIT, RATING, NegativeSampler, RankingModel,
                             negative_probabilities)
 from models.retrieval import TwoTowerModel
@@ -201,7 +202,9 @@ def test_sampler_draws_catalogue_rows_and_flags_seen_pairs():
 
 
 def test_ranking_model_starts_at_the_mean_and_learns_both_tasks():
-  config = RankingConfig(embedding_dim=4, hidden_units=(4,), engagement_negatives=3)
+  # The rating head alone: the blended baseline has its own test below.
+  config = RankingConfig(embedding_dim=4, hidden_units=(4,), engagement_negatives=3,
+                         baseline_weight=0.0)
   model = RankingModel(USERS, ITEMS, config, mean_rating=3.25, sampler=sampler())
   model.compile(optimizer=tf_keras.optimizers.Adam(0.05))
   out = model(batch())
@@ -247,6 +250,53 @@ def test_predicted_ratings_are_clipped_to_the_training_range_outside_training():
   assert np.all(model(batch())[RATING].numpy() == 5.0)
   # Training sees the unclipped value, so the loss still has a gradient.
   assert np.all(model(batch(), training=True)[RATING].numpy() > 6.0)
+
+
+def test_served_rating_blends_the_head_with_the_baseline_fitted_apart():
+  config = RankingConfig(embedding_dim=4, hidden_units=(4,), id_dropout=0.0,
+                         baseline_weight=0.25, baseline_user_shrinkage=0.0,
+                         baseline_item_shrinkage=0.0)
+  model = RankingModel(USERS, ITEMS, config, mean_rating=3.0, rating_range=(1.0, 5.0))
+  b = batch()
+  head = model(b, training=True)[RATING].numpy()  # training: the head alone, unclipped
+  # Unfitted, the baseline predicts the mean rating for every pair.
+  np.testing.assert_allclose(model(b)[RATING].numpy(), np.clip(0.75 * head + 0.75, 1, 5),
+                             rtol=1e-5)
+  users, items = b['user_id_xf'].numpy(), b['item_id_xf'].numpy()
+  ratings = np.array([5.0, 3.0, 4.0, 1.0])
+  model.fit_rating_baseline(users, items, ratings)
+  baseline = model.rating_baseline(users, items).numpy()
+  mu, bu, bi = fit_biases(users, items, ratings, USERS.id_rows, ITEMS.id_rows, 0.0, 0.0)
+  np.testing.assert_allclose(baseline, mu + bu[users] + bi[items], rtol=1e-5)
+  assert np.std(baseline) > 0.5  # the pairs' biases, not the mean
+  np.testing.assert_allclose(model(b)[RATING].numpy(),
+                             np.clip(0.75 * head + 0.25 * baseline, 1, 5), rtol=1e-5)
+  # The head's loss ignores the baseline: fitting it leaves the training prediction alone.
+  np.testing.assert_allclose(model(b, training=True)[RATING].numpy(), head, rtol=1e-6)
+  alone = RankingModel(USERS, ITEMS, dataclasses.replace(config, baseline_weight=0.0),
+                       mean_rating=3.0)
+  assert alone.rating_baseline is None
+
+
+def test_biases_follow_recent_ratings_when_weighted_by_age():
+  # One user, two items: item 0 rated 1 long ago and 5 lately (twice each); item 1 rated 3.
+  users = np.zeros(6, np.int64)
+  items = np.array([0, 0, 0, 0, 1, 1])
+  ratings = np.array([1.0, 1.0, 5.0, 5.0, 3.0, 3.0])
+  _, _, plain = fit_biases(users, items, ratings, 1, 2, reg_u=0.0, reg_i=0.0)
+  recent = np.array([1e-6, 1e-6, 1.0, 1.0, 1.0, 1.0])
+  _, _, drift = fit_biases(users, items, ratings, 1, 2, reg_u=0.0, reg_i=0.0,
+                           item_weights=recent)
+  assert plain[0] == pytest.approx(plain[1])  # item 0 averages 3, as item 1 does
+  assert drift[0] - drift[1] == pytest.approx(2.0, abs=1e-4)  # item 0 is a 5 lately
+  # Shrinkage pulls an item's bias towards 0 by reg_i / (reg_i + its weight).
+  _, _, shrunk = fit_biases(np.zeros(2, np.int64), np.array([0, 1]), np.array([5.0, 1.0]),
+                            1, 2, reg_u=1e9, reg_i=1.0)
+  np.testing.assert_allclose(shrunk, [1.0, -1.0])
+  # A row with no rating and no shrinkage gets 0, not 0 / 0.
+  _, users_bias, _ = fit_biases(np.zeros(1, np.int64), np.zeros(1, np.int64), np.array([4.0]),
+                                2, 1, reg_u=0.0, reg_i=0.0)
+  np.testing.assert_allclose(users_bias, [0.0, 0.0])
 
 
 def test_implicit_ranking_model_has_no_rating_and_ignores_seen_negatives():
