@@ -101,9 +101,9 @@ def main(argv=None) -> int:
   new_users = add_new_user_aliases(split_dir, args.new_users)
 
   started = time.time()
-  # No --refit: the pushed models, scored below, must not have learnt the eval rows.
-  code = local_runner.main(['--data-dir', split_dir, '--output-dir', out_dir, '--no-cache']
-                           + runner_args)
+  # --no-refit: the pushed models, scored below, must not have learnt the eval rows.
+  code = local_runner.main(['--data-dir', split_dir, '--output-dir', out_dir, '--no-cache',
+                            '--no-refit'] + runner_args)
   pipeline_seconds = time.time() - started
   if code != 0:
     print('the pipeline run failed; see', os.path.join(out_dir, 'run.log'))

@@ -121,7 +121,7 @@ def main(argv=None) -> int:
   out_dir, run_seconds = args.output_dir, None
   if not out_dir:
     out_dir = os.path.join(args.work_dir, 'out')
-    code, run_seconds = temporal.run_pipeline(past_dir, out_dir, ['--refit'] + runner_args)
+    code, run_seconds = temporal.run_pipeline(past_dir, out_dir, runner_args)
     if code != 0:
       return code
   seconds = temporal.component_seconds(out_dir)

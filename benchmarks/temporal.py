@@ -422,9 +422,9 @@ def main(argv=None) -> int:
   out_dir, pipeline_seconds = args.output_dir, None
   if not args.skip_pipeline and not out_dir:
     out_dir = os.path.join(args.work_dir, 'out')
-    # Without --refit the pushed models are the gated candidates, which never saw eval
+    # --no-refit: the pushed models are the gated candidates, which never saw eval
     # (benchmarks/refit.py measures what a refit gains on a later future).
-    code, pipeline_seconds = run_pipeline(split_dir, out_dir, runner_args)
+    code, pipeline_seconds = run_pipeline(split_dir, out_dir, ['--no-refit'] + runner_args)
     if code != 0:
       return code
 

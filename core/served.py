@@ -23,6 +23,14 @@ from core import publish
 # Custom properties of a served-model artifact and the exec property its driver adds.
 SERVED_VERSION = 'served_version'
 SERVED_PATH = 'served_path'
+# Inside a served refit: the candidate it was refitted from (keep_candidate). The refit learnt
+# its run's eval rows, and the next run's eval window holds some of them again when spans
+# overlap in time (cumulative snapshots), so it would be judged on answers it learnt and
+# refuse every new candidate; its candidate never saw them and is what the gates compare with.
+# Under assets.extra, which TF Serving does not load.
+CANDIDATE_DIR = os.path.join('assets.extra', 'candidate')
+# The Trainer custom_config key that makes a run_fn keep its base model (the candidate) so.
+REFIT_KEY = 'refit'
 
 
 def latest_served(served_dir: str, ops: Optional[publish.FileOps] = None) -> Optional[str]:
@@ -46,12 +54,29 @@ def holding_models(artifacts) -> list:
   return [a for a in artifacts or () if has_model(path_utils.serving_model_path(a.uri))]
 
 
-def snapshot(served_dir: str, dest: str, version: Optional[str] = None) -> Optional[str]:
-  """Copies the served version of ``served_dir`` into ``dest`` and returns that version; None
-  (``dest`` left empty) when nothing is served.
+def keep_candidate(candidate_dir: str, serving_model_dir: str) -> None:
+  """Copies the candidate a refit was trained from into the refit's export, so that the
+  version pushed carries what the next run's gates compare with (gate_source)."""
+  if not has_model(candidate_dir):
+    raise FileNotFoundError(f'{candidate_dir}: no candidate SavedModel to keep in the refit')
+  io_utils.copy_dir(candidate_dir, os.path.join(serving_model_dir, CANDIDATE_DIR))
+
+
+def gate_source(version_dir: str) -> str:
+  """What the gates compare the next candidates with: the candidate kept inside a served
+  refit, else the served version itself."""
+  candidate = os.path.join(version_dir, CANDIDATE_DIR)
+  return candidate if has_model(candidate) else version_dir
+
+
+def snapshot(served_dir: str, dest: str, version: Optional[str] = None,
+             for_gates: bool = False) -> Optional[str]:
+  """Copies the served version of ``served_dir`` into ``dest`` and returns the path copied;
+  None (``dest`` left empty) when nothing is served.
 
   ``version``: the version to copy, as found earlier in the same run (the local driver reads
   it to key the cache); '' means it found nothing served. None: find it now.
+  ``for_gates``: copy what the gates compare with (gate_source) instead of the version.
   """
   if version is None:
     version = latest_served(served_dir)
@@ -61,5 +86,7 @@ def snapshot(served_dir: str, dest: str, version: Optional[str] = None) -> Optio
   if not has_model(source):
     raise FileNotFoundError(f'served version {source} has no {publish.SAVED_MODEL_PB} '
                             f'(removed since the run started?)')
+  if for_gates:
+    source = gate_source(source)
   io_utils.copy_dir(source, dest)
-  return version
+  return source

@@ -32,6 +32,7 @@ from models.history import training_callbacks
 from models.towers import Encoder, mlp, table_penalty
 from models.warmup import write_warmup
 from core import features as F
+from core import served
 from core.configs import RankingConfig, config_from_dict
 
 SIGNATURE = 'rank'
@@ -372,5 +373,8 @@ def run_fn(fn_args) -> None:
   write_warmup(fn_args.serving_model_dir, {
       SIGNATURE: {'user_id': user_ids, 'item_id': item_ids},
       'serving_default': {'examples': serialized_examples(user_ids, item_ids)}})
+  if custom.get(served.REFIT_KEY) and fn_args.base_model:
+    # A refit: the next run's gates compare with the candidate, which never saw this eval.
+    served.keep_candidate(fn_args.base_model, fn_args.serving_model_dir)
   data.write_history(fn_args.model_run_dir, history)
   logging.info('Ranking model exported to %s', fn_args.serving_model_dir)

@@ -22,7 +22,7 @@ from models.index import make_index
 from models.towers import Tower, member_outputs, members_of, towers
 from models.warmup import write_warmup
 from core import features as F
-from core import recent_popularity
+from core import recent_popularity, served
 from core.configs import RetrievalConfig, config_from_dict
 
 SIGNATURE = 'retrieve'
@@ -406,6 +406,9 @@ def run_fn(fn_args) -> None:
       SIGNATURE: user_ids, 'serving_default': user_ids, 'embed_users': user_ids,
       HISTORY_SIGNATURE: dict(user_ids, history_item_ids=np.stack([item_ids['item_id']] * 8)),
       'audience': item_ids, 'embed_items': item_ids, 'display': item_ids})
+  if custom.get(served.REFIT_KEY) and fn_args.base_model:
+    # A refit: the next run's gates compare with the candidate, which never saw this eval.
+    served.keep_candidate(fn_args.base_model, fn_args.serving_model_dir)
   data.write_history(fn_args.model_run_dir, history)
   tf.io.gfile.makedirs(fn_args.model_run_dir)
   with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, RECENCY_FILE), 'w') as f:

@@ -97,10 +97,11 @@ def add_retraining_flags(parser: argparse.ArgumentParser) -> None:
   group = parser.add_argument_group('retraining')
   group.add_argument('--no-warm-start', action='store_true',
                      help='train from scratch instead of from the served models')
-  group.add_argument('--refit', action='store_true',
+  group.add_argument('--refit', action=argparse.BooleanOptionalAction, default=True,
                      help='once judged, train each candidate further on train + eval and push '
-                     'that refit instead (the newest rows learnt; docs/quality.md, "The refit": '
-                     'not with spans that overlap in time, whose next eval it would have learnt)')
+                     'that refit (the newest rows learnt; the next run\'s gates compare with '
+                     'the candidate kept inside it); --no-refit pushes the candidates '
+                     '(docs/quality.md, "The refit")')
   group.add_argument('--schema', default=None, metavar='SCHEMA_PBTXT',
                      help='validate the data against this curated schema (ImportSchemaGen) '
                      'instead of one inferred from the data of this run')

@@ -4,7 +4,9 @@ Ingest (InteractionExampleGen, one span) -> StatisticsGen -> SchemaGen (inferred
 curated schema through ImportSchemaGen) -> ExampleValidator -> AnomalyGate -> Transform ->
 RetrievalTrainer / RankingTrainer (warm-started from the model of their kind that production
 serves now: ServedRetrievalModel / ServedRankingModel, read from the serving directory) ->
-RetrievalEvaluator / Evaluator (TFMA), each against that same served model of its kind ->
+RetrievalEvaluator / Evaluator (TFMA), each against the served model of its kind (the
+candidate kept inside it when that is a refit) -> the refit (RefitTransform, RetrievalRefit /
+RankingRefit: each candidate trained further on train + eval; off with refit=False) ->
 ServingChecks -> Pushers, which push only blessed and checked models. The feed model is built
 from the two stages (a candidate scored on eval; once both are blessed, the feed to push, which
 leaves out everything known); the user segments come from the pushed retrieval model.
@@ -33,6 +35,7 @@ from components.served_model.component import ServedModel
 from components.feed_model.component import FeedModelBuilder
 from components.serving_check.component import ServingCheck
 from core import features as F
+from core import served
 from core.configs import (FeedConfig, GateConfig, IngestConfig, InputLayout, RankingConfig,
                           TransformConfig,
                               RetrievalConfig)
@@ -155,7 +158,7 @@ def create_pipeline(
     warm_start: bool = True,
     schema_path: Optional[str] = None,
     vertex_training: Optional[dict] = None,
-    refit: bool = False,
+    refit: bool = True,
 ) -> tfx.dsl.Pipeline:
   """The recommender pipeline; see the module docstring for its stages.
 
@@ -213,12 +216,14 @@ def create_pipeline(
   ranking_baseline = _served(serving_dir, 'ranking', SERVED_RANKING)
 
   def trainer(run_fn: str, component_id: str, custom: dict, base_model,
-              transform_graph=None, splits=(F.TRAIN,)) -> tfx.components.Trainer:
+              transform_graph=None, splits=(F.TRAIN,), refit_of=False) -> tfx.components.Trainer:
     # ``vertex_training`` ({'project', 'region', 'job_spec': a Vertex AI CustomJobSpec}, from
     # kubeflow_v2_runner.py): the Trainer runs as a Vertex AI Training custom job through
     # TFX's Vertex extension, on the job spec's machine; the run_fn and its custom_config
     # keys are the same.
     config = dict(custom, code=trainer_code)
+    if refit_of:  # the run_fn keeps base_model, the candidate, inside its export
+      config[served.REFIT_KEY] = True
     component = tfx.components.Trainer
     if vertex_training:
       from tfx.extensions.google_cloud_ai_platform import constants as vertex
@@ -252,7 +257,7 @@ def create_pipeline(
   retrieval_evaluator = RetrievalEvaluator(
       examples=example_gen.outputs['examples'],
       model=retrieval_trainer.outputs['model'],
-      baseline_model=retrieval_baseline.outputs['model'],
+      baseline_model=retrieval_baseline.outputs['gate_model'],
       min_top_100=gates.min_top_100,
       max_top_100_drop=gates.max_top_100_drop,
       max_users=gates.eval_max_users,
@@ -273,7 +278,7 @@ def create_pipeline(
   evaluator = tfx.components.Evaluator(
       examples=ranking_eval_input,
       model=ranking_trainer.outputs['model'],
-      baseline_model=ranking_baseline.outputs['model'],
+      baseline_model=ranking_baseline.outputs['gate_model'],
       example_splits=[F.EVAL],
       eval_config=ranking_config).with_id(RANKING_EVALUATOR)
   # TFX's Evaluator, whose executor leaves out an empty baseline (nothing served yet); its
@@ -293,9 +298,9 @@ def create_pipeline(
     refit_transform = transform_of([F.TRAIN, F.EVAL]).with_id(REFIT_TRANSFORM)
     refit_graph = refit_transform.outputs['transform_graph']
     retrieval_refit = trainer(RETRIEVAL_RUN_FN, RETRIEVAL_REFIT, retrieval_custom,
-                              pushed_retrieval, refit_graph, (F.TRAIN, F.EVAL))
+                              pushed_retrieval, refit_graph, (F.TRAIN, F.EVAL), refit_of=True)
     ranking_refit = trainer(RANKING_RUN_FN, RANKING_REFIT, ranking_custom, pushed_ranking,
-                            refit_graph, (F.TRAIN, F.EVAL))
+                            refit_graph, (F.TRAIN, F.EVAL), refit_of=True)
     # After the gates, whatever they said (they do not read the refit): an unblessed refit is
     # not pushed. TFX's Cond could skip it, but would skip the checks and Pushers after it
     # too, which leave no record that nothing was pushed.

@@ -686,7 +686,7 @@ def refit_lines(summary: Dict[str, Any]) -> List[str]:
   if refit:
     return [f"refit: the models to push learnt train + eval, starting from the judged ones "
             f"({refit['seconds']:.0f} s)"]
-  return ['refit: off (no --refit): the models to push are the judged ones'] if (
+  return ['refit: off (--no-refit): the models to push are the judged ones'] if (
       summary.get('components') and 'refit' in summary) else []
 
 

@@ -17,10 +17,11 @@ FAST = ['--beam-mode', 'in_memory', '--retrieval-epochs', '3', '--ranking-epochs
 # one-epoch models are pushed (their quality is the full tier's business), and a fixed number
 # of segments instead of the silhouette search.
 TINY_USERS = 60
-# --refit: the shared run checks the refit end to end (the pushed models are the refits).
+# The refit is on by default: the shared run checks it end to end (the pushed models are the
+# refits).
 TINY = ['--beam-mode', 'in_memory', '--epochs', '1', '--retrieval-batch-size', '512',
         '--min-top-100', '0', '--max-rmse', '100', '--no-recent-popularity-gate',
-        '--segments', '2', '--refit']
+        '--segments', '2']
 
 
 def write(path, text):

@@ -70,8 +70,9 @@ def _vocabulary(model_dir, name):
 
 
 def test_the_pushed_models_are_the_refit_on_train_and_eval(tiny_run):
-  """With --refit the models pushed learnt the eval window too: trained from the judged
-  candidates on train + eval, with item rows for what only the eval window had."""
+  """With the refit (the default) the models pushed learnt the eval window too: trained from
+  the judged candidates on train + eval, with item rows for what only the eval window had,
+  each carrying its candidate for the next run's gates."""
   out, data, _ = tiny_run
   from pipeline import pipeline as P
   from tfx.types import standard_artifacts
@@ -94,6 +95,11 @@ def test_the_pushed_models_are_the_refit_on_train_and_eval(tiny_run):
     # What was pushed is the refit's export, byte for byte.
     with open(os.path.join(pushed, 'saved_model.pb'), 'rb') as f:
       with open(os.path.join(fitted.uri, 'Format-Serving', 'saved_model.pb'), 'rb') as g:
+        assert f.read() == g.read()
+    # The candidate travels inside the pushed refit, where the next run's gates find it.
+    from core import served
+    with open(os.path.join(pushed, served.CANDIDATE_DIR, 'saved_model.pb'), 'rb') as f:
+      with open(os.path.join(candidate.uri, 'Format-Serving', 'saved_model.pb'), 'rb') as g:
         assert f.read() == g.read()
     before = _vocabulary(os.path.join(candidate.uri, 'Format-Serving'), 'item_id_vocab')
     after = _vocabulary(pushed, 'item_id_vocab')

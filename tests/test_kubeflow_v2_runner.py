@@ -190,11 +190,13 @@ def test_containers_run_the_image_with_the_tfx_entrypoint(job):
   assert _param(_tasks(job_dict)['Transform'], 'preprocessing_fn') == P.PREPROCESSING_FN
 
 
-BASELINES = {  # consumer task, input key -> the kind of model it must be given
-    (P.RETRIEVAL_TRAINER, 'base_model'): 'retrieval',
-    (P.RETRIEVAL_EVALUATOR, 'baseline_model'): 'retrieval',
-    (P.RANKING_TRAINER, 'base_model'): 'ranking',
-    (P.RANKING_EVALUATOR, 'baseline_model'): 'ranking',
+BASELINES = {  # consumer task, input key -> the kind of model it must be given, and which
+    # output of the served-model step: trainers start from the served version, evaluators
+    # compare with what the gates use (the candidate kept in a served refit).
+    (P.RETRIEVAL_TRAINER, 'base_model'): ('retrieval', 'model'),
+    (P.RETRIEVAL_EVALUATOR, 'baseline_model'): ('retrieval', 'gate_model'),
+    (P.RANKING_TRAINER, 'base_model'): ('ranking', 'model'),
+    (P.RANKING_EVALUATOR, 'baseline_model'): ('ranking', 'gate_model'),
 }
 
 
@@ -210,9 +212,9 @@ def test_each_baseline_is_the_served_model_of_its_own_kind(job):
   args = kubeflow_v2_runner.parse_args(argv)
   serving = (args.serving_dir or ROOT + '/serving').rstrip('/')
   tasks = _tasks(job_dict)
-  for (consumer, key), kind in BASELINES.items():
+  for (consumer, key), (kind, output) in BASELINES.items():
     producer = tasks[consumer]['inputs']['artifacts'][key]['taskOutputArtifact']
-    assert producer['outputArtifactKey'] == 'model'
+    assert producer['outputArtifactKey'] == output
     step = producer['producerTask']
     assert _param(tasks[step], 'served_dir') == f'{serving}/{kind}', (consumer, step)
     assert _executor_class(job_dict, step) == 'components.served_model.executor.Executor'

@@ -95,7 +95,8 @@ def _latest_versions(out):
 
 def _baselines(out):
   """{kind: (the served version its ServedModel step copied, whether the trainer warm-started
-  from that copy, whether the evaluator compared against it)} in the latest run."""
+  from that copy, whether the evaluator compared against the candidate kept inside it)} in
+  the latest run (the served versions are refits, the default)."""
   from tensorflow_model_analysis.writers import eval_config_writer
   from tfx.types import standard_artifacts as sa
   from core import served
@@ -111,12 +112,16 @@ def _baselines(out):
   for kind, node, trainer in (('retrieval', P.SERVED_RETRIEVAL, P.RETRIEVAL_TRAINER),
                               ('ranking', P.SERVED_RANKING, P.RANKING_TRAINER)):
     snapshot = run_artifact(out, node, 'model', sa.Model)
+    gate = run_artifact(out, node, 'gate_model', sa.Model)
     run = run_artifact(out, trainer, 'model_run', sa.ModelRun)
     with open(os.path.join(run.uri, 'warm_start.json')) as f:
       base = json.load(f)['base_model']
-    inside = lambda path: bool(path) and path.startswith(snapshot.uri)
-    out_[kind] = (snapshot.get_string_custom_property(served.SERVED_VERSION),
-                  inside(base), inside(compared[kind]))
+    inside = lambda path, artifact: bool(path) and path.startswith(artifact.uri)
+    version = snapshot.get_string_custom_property(served.SERVED_VERSION)
+    assert gate.get_string_custom_property(served.SERVED_VERSION) == version
+    copied = gate.get_string_custom_property(served.SERVED_PATH)
+    assert copied.endswith(served.CANDIDATE_DIR) if version else copied == '', copied
+    out_[kind] = (version, inside(base, snapshot), inside(compared[kind], gate))
   return out_
 
 

@@ -81,5 +81,5 @@ def test_refit_lines_say_what_the_pushed_models_learnt():
                                   'components': components}) == [
       'refit: the models to push learnt train + eval, starting from the judged ones (61 s)']
   assert run_summary.refit_lines({'refit': None, 'components': components}) == [
-      'refit: off (no --refit): the models to push are the judged ones']
+      'refit: off (--no-refit): the models to push are the judged ones']
   assert run_summary.refit_lines({'components': components}) == []  # written before refits

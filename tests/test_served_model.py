@@ -35,14 +35,20 @@ def _version(base, name, complete=True):
   return folder
 
 
-def _run(served_dir, out, version=None):
+def _run(served_dir, out, version=None, gate_out=None):
+  """The executor's ``model`` (and ``gate_model`` when ``gate_out`` is given)."""
   model = standard_artifacts.Model()
   model.uri = str(out)
+  outputs = {'model': [model]}
+  if gate_out is not None:
+    gate = standard_artifacts.Model()
+    gate.uri = str(gate_out)
+    outputs['gate_model'] = [gate]
   props = {'served_dir': str(served_dir)}
   if version is not None:
     props[served.SERVED_VERSION] = version
-  served_executor.Executor().Do({}, {'model': [model]}, props)
-  return model
+  served_executor.Executor().Do({}, outputs, props)
+  return model if gate_out is None else (model, outputs['gate_model'][0])
 
 
 def _read(path):
@@ -74,6 +80,33 @@ def test_the_highest_version_is_copied_with_its_warm_start_state(tmp_path):
   assert _read(copy / STATE) == f'1700000100:{STATE}'
   assert warm_start.state_dir(str(copy)) == str(copy / warm_start.STATE_DIR)
   assert served.holding_models([model]) == [model]
+
+
+def test_the_gates_compare_with_the_candidate_kept_in_a_served_refit(tmp_path):
+  base = tmp_path / 'serving' / 'ranking'
+  refit = _version(base, '1700000100')
+  candidate = _version(tmp_path / 'trainer', 'candidate')
+  served.keep_candidate(candidate, refit)
+  model, gate = _run(base, tmp_path / 'model', gate_out=tmp_path / 'gate')
+  # The trainers start from the refit (it learnt the most); the gates see its candidate.
+  assert _read(tmp_path / 'model' / 'Format-Serving' / 'saved_model.pb') == \
+      '1700000100:saved_model.pb'
+  assert _read(tmp_path / 'gate' / 'Format-Serving' / 'saved_model.pb') == \
+      'candidate:saved_model.pb'
+  assert gate.get_string_custom_property(served.SERVED_VERSION) == '1700000100'
+  assert gate.get_string_custom_property(served.SERVED_PATH) == os.path.join(
+      refit, served.CANDIDATE_DIR)
+  # A served version that is no refit is its own gate baseline.
+  _version(base, '1700000200')
+  _, gate = _run(base, tmp_path / 'model2', gate_out=tmp_path / 'gate2')
+  assert _read(tmp_path / 'gate2' / 'Format-Serving' / 'saved_model.pb') == \
+      '1700000200:saved_model.pb'
+  assert gate.get_string_custom_property(served.SERVED_PATH) == str(base / '1700000200')
+  # Nothing served: both empty.
+  model, gate = _run(tmp_path / 'none', tmp_path / 'model3', gate_out=tmp_path / 'gate3')
+  assert not served.holding_models([model, gate])
+  with pytest.raises(FileNotFoundError, match='no candidate'):
+    served.keep_candidate(str(tmp_path / 'missing'), refit)
 
 
 def test_a_publication_in_progress_is_not_served(tmp_path):
@@ -170,3 +203,5 @@ def test_the_pipeline_reads_each_kind_from_its_own_folder(kind, tmp_path):
                         else (P.RANKING_TRAINER, P.RANKING_EVALUATOR))
   assert nodes[trainer].inputs['base_model'].producer_component_id == node.id
   assert nodes[evaluator].inputs['baseline_model'].producer_component_id == node.id
+  assert nodes[trainer].inputs['base_model'].output_key == 'model'
+  assert nodes[evaluator].inputs['baseline_model'].output_key == 'gate_model'

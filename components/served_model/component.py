@@ -1,11 +1,13 @@
 """ServedModel component: what production serves now of one kind, as a standard Model.
 
 Execution parameter: ``served_dir``, the kind's folder under the serving directory
-(``<serving_dir>/retrieval``, ``<serving_dir>/ranking``). Output: ``model``, a Model artifact
-laid out like a Trainer's (``<uri>/Format-Serving/`` holds a copy of the highest served
-version, warm-start state included), with the custom properties ``served_version`` and
-``served_path``; when nothing is served yet the artifact is empty (``served_version`` '') and
-the trainers start fresh and the evaluators judge on their absolute thresholds only
+(``<serving_dir>/retrieval``, ``<serving_dir>/ranking``). Outputs, Model artifacts laid out
+like a Trainer's, with the custom properties ``served_version`` and ``served_path``:
+``model``, a copy of the highest served version (warm-start state included), which the
+trainers start from; ``gate_model``, what the evaluators compare the candidates with: the
+candidate kept inside a served refit (it never learnt the eval rows the refit did), else the
+same version. When nothing is served yet both are empty (``served_version`` '') and the
+trainers start fresh and the evaluators judge on their absolute thresholds only
 (core/served.py).
 
 Caching: the output depends on the serving directory, which no input artifact or fixed
@@ -34,6 +36,7 @@ class ServedModelSpec(types.ComponentSpec):
   INPUTS = {}
   OUTPUTS = {
       'model': ChannelParameter(type=standard_artifacts.Model),
+      'gate_model': ChannelParameter(type=standard_artifacts.Model),
   }
 
 
@@ -48,4 +51,5 @@ class ServedModel(base_component.BaseComponent):
     if not served_dir:
       raise ValueError('served_dir is required')
     super().__init__(spec=ServedModelSpec(
-        served_dir=served_dir, model=types.Channel(type=standard_artifacts.Model)))
+        served_dir=served_dir, model=types.Channel(type=standard_artifacts.Model),
+        gate_model=types.Channel(type=standard_artifacts.Model)))
