@@ -139,23 +139,26 @@ def test_ease_lambda_is_chosen_on_the_validation_cut_and_never_on_eval():
   assert chosen[1]['top_10_unseen all'] == pytest.approx(on_eval[lam])
 
 
-def _rows(returning, new, overall, rmse):
-  return {'recent': {'top_100_unseen returning': 0.30, 'top_100_unseen new': 0.30},
+def _rows(returning, new, overall, rmse, feed=(0.07, 0.06)):
+  return {'recent': {'top_100_unseen returning': 0.30, 'top_100_unseen new': 0.30,
+                     'top_10_unseen returning': 0.06, 'top_10_unseen new': 0.05},
           'svdpp': {'rmse': 1.02},
           'retrieval': {'top_100_unseen returning': returning, 'top_100_unseen new': new,
                         'top_100_unseen all': overall},
-          'ranking': {'rmse': rmse}}
+          'ranking': {'rmse': rmse},
+          'feed': {'top_10_unseen returning': feed[0], 'top_10_unseen new': feed[1]}}
 
 
 def test_targets_report_a_miss_when_the_pipeline_row_is_below():
   met = [m for _, m in temporal.check_targets(_rows(0.34, 0.31, 0.32, 1.01))]
-  assert met == [True, True, True, True]
-  # 0.32 < 1.10 x 0.30; 0.29 < 0.30; 0.305 < 0.31; 1.03 > 1.02.
-  met = [m for _, m in temporal.check_targets(_rows(0.32, 0.29, 0.305, 1.03))]
-  assert met == [False, False, False, False]
+  assert met == [True] * 6
+  # 0.32 < 1.10 x 0.30; 0.29 < 0.30; 0.305 < 0.31; 1.03 > 1.02; 0.065 < 1.10 x 0.06;
+  # 0.049 < 0.05.
+  met = [m for _, m in temporal.check_targets(_rows(0.32, 0.29, 0.305, 1.03, (0.065, 0.049)))]
+  assert met == [False] * 6
   rows = _rows(0.34, 0.31, 0.32, 1.01)
-  del rows['retrieval'], rows['ranking']
-  assert [m for _, m in temporal.check_targets(rows)] == [None] * 4
+  del rows['retrieval'], rows['ranking'], rows['feed']
+  assert [m for _, m in temporal.check_targets(rows)] == [None] * 6
   text = temporal.report(dict(_rows(0.32, 0.31, 0.32, 1.01), popular={}),
                          {'all': (3, 2), 'returning': (1, 1), 'new': (2, 1)}, 0, 'abc')
   assert temporal.TARGETS in text
@@ -208,6 +211,34 @@ def test_the_retrieval_model_is_scored_through_its_signatures(tmp_path):
   assert rows['retrieval']['chosen'] == os.path.join('serving', 'retrieval', '5')
   assert rows['retrieval']['seconds'] >= 10.0
   assert rows['retrieval']['top_10_unseen returning'] == 1.0
+
+
+def test_the_feed_is_scored_per_group_by_its_own_lists(tmp_path):
+  import tensorflow as tf
+
+  class Feed(tf.Module):  # a feed in miniature: a fixed list per user, 'i9' for the unknown
+
+    def __init__(self):
+      super().__init__()
+      self.lists = tf.lookup.StaticHashTable(
+          tf.lookup.KeyValueTensorInitializer(['a', 'b'], ['i1|i2', 'i0|i3']), 'i9|i8')
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+    def recommend(self, user_id):
+      return {'item_ids': tf.strings.split(self.lists.lookup(user_id), '|').to_tensor()}
+
+  feed = Feed()
+  candidate = tmp_path / 'pipeline' / 'FeedModelBuilder' / 'candidate'
+  for run in ('3', '12'):  # the newest run's candidate is the one scored
+    tf.saved_model.save(feed, str(candidate / run / 'Format-Serving'),
+                        signatures={'recommend': feed.recommend})
+  assert temporal.feed_model_dir(str(tmp_path)).endswith(os.path.join('12', 'Format-Serving'))
+  eval_ = _frame([('a', 'i2', 4, 9), ('a', 'i3', 4, 9), ('b', 'i3', 4, 9), ('c', 'i9', 4, 9)])
+  hits = temporal.feed_hits(temporal.feed_model_dir(str(tmp_path)), eval_, batch=2)
+  assert hits.tolist() == [True, False, True, True]
+  found = temporal.feed_breakdown(hits, np.array([True, True, True, False]), 10)
+  assert found == {'top_10_unseen all': 0.75, 'top_10_unseen returning': pytest.approx(2 / 3),
+                   'top_10_unseen new': 1.0}
 
 
 def test_the_live_reading_gives_each_row_what_its_user_did_before_it():
