@@ -58,9 +58,12 @@ class ComponentProcessError(RuntimeError):
   """A node's process failed or was killed; ``node_id`` and ``exit_code`` say which and how."""
 
   def __init__(self, node_id: str, exit_code: int, error: str = ''):
-    how = (f'exit code {exit_code} (killed by {signal.Signals(-exit_code).name})'
-           if exit_code < 0 and -exit_code in signal.Signals._value2member_map_
-           else f'exit code {exit_code}')
+    how = f'exit code {exit_code}'
+    if exit_code < 0:  # subprocess's convention: killed by signal -exit_code
+      try:
+        how += f' (killed by {signal.Signals(-exit_code).name})'
+      except ValueError:
+        how += f' (killed by signal {-exit_code})'
     super().__init__(f'component {node_id} failed in its own process, {how}'
                      + (f': {error}' if error else ''))
     self.node_id, self.exit_code = node_id, exit_code
@@ -70,7 +73,7 @@ class ComponentProcessRunner(tfx_runner.IrBasedRunner):
   """LocalDagRunner's behaviour, with every node launched in a child process of its own.
 
   Args:
-    log_path: the run log each child appends its log records to (``run_summary.log_to_file``);
+    log_path: the run log each child appends its log records to (``pipeline.run_log.log_to_file``);
       None leaves the child's logging as Python and absl set it up (stderr).
     local_beam_dependencies: whether the children apply ``local_beam_dependencies``.
     python_options: interpreter options for each child, e.g. ``('-W', 'ignore::FutureWarning')``.
