@@ -1,4 +1,5 @@
-"""Runs the recommender pipeline on this machine with TFX's LocalDagRunner and Beam.
+"""Runs the recommender pipeline on this machine with TFX's LocalDagRunner and Beam (or, with
+--component-processes, each component in a process of its own: pipeline/component_processes.py).
 
     python local_runner.py [--data-dir DIR] [--output-dir OUT] [--epochs N] ...
 
@@ -11,7 +12,6 @@ before anything is created; kubeflow_v2_runner.py runs the same pipeline on obje
 Dataflow/Flink/Spark.
 """
 import argparse
-import contextlib
 import logging
 import os
 import re
@@ -48,24 +48,6 @@ def refusal(args: argparse.Namespace):
   return None
 
 
-@contextlib.contextmanager
-def local_beam_dependencies():
-  """Beam workers that import TFX from this environment, without TFX's sdist of itself.
-
-  Before every Beam component (ExampleGen, StatisticsGen, Transform, Evaluator) TFX copies
-  its own installation and builds an sdist of it (``setup.py sdist``, 2 to 3 s each) for
-  remote Beam workers to install, unless the Beam arguments already name a package. This
-  runner's workers are local: in-memory, or processes started from this Python.
-  """
-  from tfx.utils import dependency_utils
-  build = dependency_utils.make_beam_dependency_flags
-  dependency_utils.make_beam_dependency_flags = lambda beam_pipeline_args: beam_pipeline_args
-  try:
-    yield
-  finally:
-    dependency_utils.make_beam_dependency_flags = build
-
-
 def parse_args(argv=None) -> argparse.Namespace:
   from pipeline import cli
   parser = argparse.ArgumentParser(
@@ -82,6 +64,12 @@ def parse_args(argv=None) -> argparse.Namespace:
                       'span (same files); for schedules')
   parser.add_argument('--no-cache', action='store_true',
                       help='re-run every component even if its inputs did not change')
+  parser.add_argument('--component-processes', action='store_true',
+                      help='run each component in a process of its own, as Kubeflow runs each '
+                      'in a pod, so that its memory goes back to the system when it ends '
+                      '(the runner process otherwise keeps what the trainers and evaluators '
+                      'allocated); costs a Python + TensorFlow start per component, 5-10 s '
+                      'each: for large data, not MovieLens-100K')
   cli.add_model_flags(parser)
   cli.add_retraining_flags(parser)
   cli.add_beam_flags(parser)
@@ -90,6 +78,22 @@ def parse_args(argv=None) -> argparse.Namespace:
       action.help = ('only direct here; dataflow, flink and spark through '
                      'kubeflow_v2_runner.py')
   return parser.parse_args(argv)
+
+
+# Interpreter options of a component's own process: the warnings main() silences in this one.
+QUIET_WARNINGS = ('-W', 'ignore::FutureWarning', '-W', 'ignore::DeprecationWarning')
+
+
+def runner(args: argparse.Namespace, paths):
+  """TFX's LocalDagRunner, or with --component-processes one process per component, which
+  logs to this run's log and sets up Beam as this process does (local_beam_dependencies)."""
+  if not args.component_processes:
+    from tfx import v1 as tfx
+    return tfx.orchestration.LocalDagRunner()
+  from pipeline.component_processes import ComponentProcessRunner
+  return ComponentProcessRunner(
+      log_path=paths.log_path, local_beam_dependencies=True, python_options=QUIET_WARNINGS,
+      env={name: os.environ[name] for name in ('TF_USE_LEGACY_KERAS', 'TF_CPP_MIN_LOG_LEVEL')})
 
 
 def main(argv=None) -> int:
@@ -103,6 +107,7 @@ def main(argv=None) -> int:
   from pipeline import cli, report, run_summary
   from core.configs import PIPELINE_NAME, FeedConfig, TransformConfig
   from pipeline.data_layout import LayoutError, resolve_layout
+  from pipeline.component_processes import local_beam_dependencies
   from pipeline.pipeline import create_pipeline
   from tfx import v1 as tfx
 
@@ -155,7 +160,7 @@ def main(argv=None) -> int:
   with run_summary.progress_printer(paths.log_path, paths.metadata_path):
     try:
       with local_beam_dependencies():
-        tfx.orchestration.LocalDagRunner().run(pipeline)
+        runner(args, paths).run(pipeline)
     except Exception as e:  # pylint: disable=broad-except; reported with its component
       logging.exception('The pipeline run failed')
       error = e

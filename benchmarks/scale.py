@@ -4,7 +4,7 @@
 
 For each size it generates synthetic data (pipeline/synthetic_data.py; users = items =
 interactions / 10), runs `local_runner.py` in a subprocess (DirectRunner, multi-processing,
-the default) on a fresh output folder without cache, and records the wall time of every
+the default; above 2M each component in its own process, --component-processes) on a fresh output folder without cache, and records the wall time of every
 component (the run's metrics.json), the end-to-end wall time, the peak RSS summed over the
 runner and all its children (psutil, every 0.5 s), the CPU seconds of the tree, the load
 average, and the quality metrics. Each size's result is kept in OUTPUT/results/SIZE.json, so a long series can be split
@@ -36,15 +36,26 @@ EVAL_MAX_USERS = 2000
 NOTES_MARKER = '<!-- analysis: kept when the table is regenerated -->'
 
 
-def run_flags(interactions: int) -> List[str]:
-  """Per-size local_runner.py flags (stated in SCALE.md)."""
+# Above this size each component runs in its own process (local_runner.py
+# --component-processes): the runner process would otherwise keep the trainers' and
+# evaluators' memory to the end of the run (13-16 GB at 10M), while the ~20 processes' start
+# (5-10 s each) is a few percent of a run there and a third of one at 100K.
+COMPONENT_PROCESSES_ABOVE = 2_000_000
+
+
+def run_flags(interactions: int, component_processes: str = 'auto') -> List[str]:
+  """Per-size local_runner.py flags (stated in SCALE.md); ``component_processes``: 'auto'
+  (above COMPONENT_PROCESSES_ABOVE), 'always' or 'never'."""
   if interactions <= 200_000:
     epochs = ['--retrieval-epochs', '10', '--ranking-epochs', '10']
   elif interactions <= 2_000_000:
     epochs = ['--retrieval-epochs', '2', '--ranking-epochs', '2']
   else:  # one epoch at 10M is 8M examples, four times what two epochs at 1M show the models
     epochs = ['--retrieval-epochs', '1', '--ranking-epochs', '1']
-  return epochs + ['--eval-max-users', str(EVAL_MAX_USERS), '--beam-mode', 'multi_processing']
+  processes = (component_processes == 'always' or
+               (component_processes == 'auto' and interactions > COMPONENT_PROCESSES_ABOVE))
+  return epochs + ['--eval-max-users', str(EVAL_MAX_USERS), '--beam-mode', 'multi_processing'
+                   ] + (['--component-processes'] if processes else [])
 
 
 def parse_size(name: str) -> int:
@@ -71,7 +82,8 @@ class TreeSampler:
 
   With ``log`` (the runner's output file) it also keeps the peak per component, the one the
   last "running" progress line names, and the peak of the runner process alone (where the
-  non-Beam components run), to say which step the memory goes to.
+  non-Beam components run, unless each runs in its own process), to say which step the
+  memory goes to.
   """
 
   def __init__(self, pid: int, period: float = 0.5, log: Optional[str] = None):
@@ -148,7 +160,7 @@ def generate(data_dir: str, n: int, seed: int) -> float:
   return time.time() - started
 
 
-def measure(n: int, out: str, seed: int) -> Dict:
+def measure(n: int, out: str, seed: int, component_processes: str = 'auto') -> Dict:
   """Runs the pipeline once on n interactions; returns the result record."""
   name = size_name(n)
   data_dir = os.path.join(out, f'data-{name.lower()}')
@@ -156,7 +168,7 @@ def measure(n: int, out: str, seed: int) -> Dict:
   run_dir = os.path.join(out, f'run-{name.lower()}')
   shutil.rmtree(run_dir, ignore_errors=True)
   os.makedirs(run_dir)
-  flags = run_flags(n)
+  flags = run_flags(n, component_processes)
   cmd = [sys.executable, 'local_runner.py', '--data-dir', data_dir, '--output-dir', run_dir,
          '--no-cache'] + flags
   env = dict(os.environ, TF_USE_LEGACY_KERAS='1', PYTHONHASHSEED='0')
@@ -345,6 +357,10 @@ def main(argv=None) -> int:
                       help='data, runs, logs and results/SIZE.json (kept for resuming)')
   parser.add_argument('--force', action='store_true', help='re-measure sizes already measured')
   parser.add_argument('--seed', type=int, default=0)
+  parser.add_argument('--component-processes', choices=['auto', 'always', 'never'],
+                      default='auto', help='run each component in its own process '
+                      f'(local_runner.py --component-processes); auto: above '
+                      f'{size_name(COMPONENT_PROCESSES_ABOVE)} interactions')
   parser.add_argument('--results', default=os.path.join(REPO, 'benchmarks', 'SCALE.md'))
   parser.add_argument('--plot', default=os.path.join(REPO, 'benchmarks', 'scale.png'))
   args = parser.parse_args(argv)
@@ -356,7 +372,7 @@ def main(argv=None) -> int:
     if os.path.exists(path) and not args.force:
       print(f'[{size_name(n)}] already measured ({path}); --force to re-run', flush=True)
       continue
-    result = measure(n, out, args.seed)
+    result = measure(n, out, args.seed, args.component_processes)
     with open(path, 'w') as f:
       json.dump(result, f, indent=2)
     print(f'[{size_name(n)}] {result["status"]} in {result["wall_seconds"]:.0f} s, '

@@ -22,6 +22,7 @@ from ml_metadata.proto import metadata_store_pb2
 
 from core.served import SERVED_VERSION
 from pipeline import pipeline as P
+from pipeline.run_log import log_to_file
 
 _STATE_NAMES = {
     metadata_store_pb2.Execution.COMPLETE: 'done',
@@ -62,14 +63,14 @@ class _ProgressWatcher(threading.Thread):
   """Prints a line whenever a component of the current run changes state.
 
   It polls the ML Metadata store rather than the log: libraries loaded during the run
-  (TensorFlow, Beam) reconfigure Python logging, so log records are not a reliable signal.
+  (TensorFlow, Beam) reconfigure Python logging, so log records are not a reliable signal; and
+  the store also sees the components that run in processes of their own.
   """
 
-  def __init__(self, metadata_path: str, started: float, stream, interval: float = 2.0,
-               log_handler: Optional[logging.Handler] = None):
+  def __init__(self, metadata_path: str, started: float, stream, interval: float = 2.0):
     super().__init__(daemon=True)
     self.metadata_path, self.started, self.stream = metadata_path, started, stream
-    self.interval, self.log_handler = interval, log_handler
+    self.interval = interval
     self.done = threading.Event()
     self.states: Dict[str, str] = {}
 
@@ -79,9 +80,6 @@ class _ProgressWatcher(threading.Thread):
     self.poll()
 
   def poll(self) -> None:
-    root = logging.getLogger()
-    if self.log_handler is not None and self.log_handler not in root.handlers:
-      root.addHandler(self.log_handler)  # a library replaced the root's handlers
     try:
       nodes = read_run(self.metadata_path) if os.path.exists(self.metadata_path) else {}
     except Exception:  # pylint: disable=broad-except; the store may be busy: next poll
@@ -107,39 +105,17 @@ class _NotFrom(logging.Filter):
 
 @contextlib.contextmanager
 def progress_printer(log_path: str, metadata_path: str, stream=None):
-  """Prints component progress to ``stream``; every log record goes to ``log_path``, in order.
-
-  Two things inside a run would otherwise cut absl's INFO lines (component starts, evaluator
-  reasons, pushes) out of the file. absl's verbosity flag keeps its default (WARNING) until
-  someone sets it, and TensorFlow's SavedModel export reads it and sets it back, which pins
-  the 'absl' logger at WARNING from the Transform's first export on; so the verbosity is set
-  to INFO for the run. And a library may replace the root logger's handlers; the watcher puts
-  the file handler back on each poll. Both are restored afterwards.
-  """
-  from absl import logging as absl_logging
-  root = logging.getLogger()
-  os.makedirs(os.path.dirname(log_path) or '.', exist_ok=True)
-  file_handler = logging.FileHandler(log_path, mode='w')
-  file_handler.setFormatter(logging.Formatter('%(asctime)s %(levelname)s %(name)s %(message)s'))
-  saved = (root.level, list(root.handlers), absl_logging.get_verbosity(),
-           absl_logging.get_absl_logger().level)
-  root.handlers = [file_handler]
-  root.setLevel(logging.INFO)
-  absl_logging.set_verbosity(absl_logging.INFO)
-  watcher = _ProgressWatcher(metadata_path, time.time() - 1, stream or sys.stdout,
-                             log_handler=file_handler)
-  file_handler.addFilter(_NotFrom(watcher))
-  watcher.start()
-  try:
-    yield
-  finally:
-    watcher.done.set()
-    watcher.join()
-    root.handlers = saved[1]
-    root.setLevel(saved[0])
-    absl_logging.set_verbosity(saved[2])
-    absl_logging.get_absl_logger().setLevel(saved[3])
-    file_handler.close()
+  """Prints component progress to ``stream``; every log record goes to ``log_path``, in order
+  (``log_to_file``, which a component's own process uses too, with ``append``)."""
+  with log_to_file(log_path) as file_handler:
+    watcher = _ProgressWatcher(metadata_path, time.time() - 1, stream or sys.stdout)
+    file_handler.addFilter(_NotFrom(watcher))
+    watcher.start()
+    try:
+      yield
+    finally:
+      watcher.done.set()
+      watcher.join()
 
 
 def acquire_run_lock(output_dir: str):
@@ -402,7 +378,9 @@ def build_summary(paths: OutputPaths, started: Optional[float] = None,
   }
   if failed:
     stopped = [n for n, v in nodes.items() if v['state'] in ('FAILED', 'running')]
-    summary['failed_component'] = stopped[0] if stopped else None
+    # A component process killed before it recorded an execution is named by its error.
+    summary['failed_component'] = (stopped[0] if stopped
+                                   else getattr(error, 'node_id', None))
     if error is not None:
       summary['error'] = error_message(error)
   return summary

@@ -75,11 +75,14 @@ def test_a_second_run_on_the_same_output_refuses(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_a_killed_run_resumes_from_the_finished_components(tmp_path):
+  import psutil
   from ml_metadata import errors as mlmd_errors
   data, out = tmp_path / 'data', str(tmp_path / 'out')
   movielens_sample(str(data), users=60)
+  # The killed run has each component in its own process: the trainer's process must die
+  # with the runner, and the resumed run (in one process) must take over its store.
   args = [sys.executable, os.path.join(REPO, 'local_runner.py'), '--data-dir', str(data),
-          '--output-dir', out] + TINY
+          '--output-dir', out, '--component-processes'] + TINY
   metadata = run_summary.OutputPaths(out).metadata_path
 
   def training():
@@ -96,9 +99,13 @@ def test_a_killed_run_resumes_from_the_finished_components(tmp_path):
     while time.time() < deadline and process.poll() is None and not training():
       time.sleep(1)
     assert process.poll() is None, 'the run ended before training started'
+    components = psutil.Process(process.pid).children()
+    assert components, 'the trainer does not run in a process of its own'
   finally:
     process.send_signal(signal.SIGKILL)
     process.wait()
+  gone, alive = psutil.wait_procs(components, timeout=30)
+  assert not alive, f'component processes outlived the killed runner: {alive}'
   assert not os.path.isdir(os.path.join(out, 'serving', 'retrieval'))
 
   assert local_runner.main(['--data-dir', str(data), '--output-dir', out] + TINY) == 0

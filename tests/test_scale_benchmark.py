@@ -24,6 +24,11 @@ def test_sizes_and_flags():
   assert scale.size_name(1_000_000) == '1M' and scale.size_name(250_000) == '250K'
   assert '--eval-max-users' in scale.run_flags(10_000_000)
   assert scale.run_flags(10_000_000)[:4] == ['--retrieval-epochs', '1', '--ranking-epochs', '1']
+  # Each component in its own process where the runner would keep gigabytes, not at 1M.
+  assert '--component-processes' in scale.run_flags(10_000_000)
+  assert '--component-processes' not in scale.run_flags(1_000_000)
+  assert '--component-processes' in scale.run_flags(1_000_000, 'always')
+  assert '--component-processes' not in scale.run_flags(10_000_000, 'never')
 
 
 def test_table_slope_plot_and_notes(tmp_path):

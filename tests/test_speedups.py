@@ -5,9 +5,9 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
-import local_runner
+
 from models import tracing
-from pipeline import recommend
+from pipeline import component_processes, recommend
 
 
 class _Scorer(tf.Module):
@@ -91,7 +91,7 @@ def test_the_local_runner_builds_no_tfx_sdist_and_restores_tfx_after(monkeypatch
 
   monkeypatch.setattr(dependency_utils, 'build_ephemeral_package', build)
   args = ['--runner=DirectRunner', '--direct_running_mode=in_memory']
-  with local_runner.local_beam_dependencies():
+  with component_processes.local_beam_dependencies():
     assert dependency_utils.make_beam_dependency_flags(list(args)) == args
   try:
     dependency_utils.make_beam_dependency_flags(list(args))

@@ -1,0 +1,256 @@
+"""A local DAG runner that runs every pipeline node in a process of its own.
+
+TFX's LocalDagRunner launches every component in the runner's process, which never gives back
+what a component allocated: TensorFlow and glibc keep freed heap, so at 10M interactions the
+runner held 13-16 GB from the RetrievalTrainer to the end of the run (benchmarks/SCALE.md).
+On Kubeflow/Vertex every component is a pod of its own; ``ComponentProcessRunner`` is the local
+equivalent: it does what LocalDagRunner does, node by node in topological order, but each
+node's launcher (driver, executor, publisher: TFX's own ``launcher.Launcher``) runs in a child
+Python process, whose memory goes back to the system when it exits. The price is a Python and
+TensorFlow import per node (5-10 s each).
+
+The child is this module run as a script::
+
+    python -m pipeline.component_processes --ir PIPELINE.pb --node NODE_ID [--log RUN_LOG]
+        [--local-beam-dependencies] [--error-file FILE]
+
+It reads the pipeline IR the runner wrote (run id already substituted) and launches one node.
+"""
+import argparse
+import contextlib
+import datetime
+import logging
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+from typing import Mapping, Optional, Sequence
+
+from tfx.orchestration.portable import tfx_runner
+
+# The folder that holds the project's packages: the child imports them (this module, the
+# components' executors) from wherever the runner was started.
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# How much of a failed component's error the runner's exception repeats (the rest is in the log).
+ERROR_CHARS = 4000
+
+
+@contextlib.contextmanager
+def local_beam_dependencies():
+  """Beam workers that import TFX from this environment, without TFX's sdist of itself.
+
+  Before every Beam component (ExampleGen, StatisticsGen, Transform, Evaluator) TFX copies
+  its own installation and builds an sdist of it (``setup.py sdist``, 2 to 3 s each) for
+  remote Beam workers to install, unless the Beam arguments already name a package. The local
+  runner's workers are local: in-memory, or processes started from this Python.
+  """
+  from tfx.utils import dependency_utils
+  build = dependency_utils.make_beam_dependency_flags
+  dependency_utils.make_beam_dependency_flags = lambda beam_pipeline_args: beam_pipeline_args
+  try:
+    yield
+  finally:
+    dependency_utils.make_beam_dependency_flags = build
+
+
+class ComponentProcessError(RuntimeError):
+  """A node's process failed or was killed; ``node_id`` and ``exit_code`` say which and how."""
+
+  def __init__(self, node_id: str, exit_code: int, error: str = ''):
+    how = f'exit code {exit_code}'
+    if exit_code < 0:  # subprocess's convention: killed by signal -exit_code
+      try:
+        how += f' (killed by {signal.Signals(-exit_code).name})'
+      except ValueError:
+        how += f' (killed by signal {-exit_code})'
+    super().__init__(f'component {node_id} failed in its own process, {how}'
+                     + (f': {error}' if error else ''))
+    self.node_id, self.exit_code = node_id, exit_code
+
+
+class ComponentProcessRunner(tfx_runner.IrBasedRunner):
+  """LocalDagRunner's behaviour, with every node launched in a child process of its own.
+
+  Args:
+    log_path: the run log each child appends its log records to (``pipeline.run_log.log_to_file``);
+      None leaves the child's logging as Python and absl set it up (stderr).
+    local_beam_dependencies: whether the children apply ``local_beam_dependencies``.
+    python_options: interpreter options for each child, e.g. ``('-W', 'ignore::FutureWarning')``.
+    env: environment variables for the children, on top of this process's environment, which
+      they inherit (TF_USE_LEGACY_KERAS must be in one of the two before TensorFlow loads).
+  """
+
+  def __init__(self, log_path: Optional[str] = None, local_beam_dependencies: bool = False,
+               python_options: Sequence[str] = (), env: Optional[Mapping[str, str]] = None):
+    self.log_path = log_path
+    self.local_beam_dependencies = local_beam_dependencies
+    self.python_options = list(python_options)
+    self.env = dict(env or {})
+
+  def run_with_ir(self, pipeline, run_options=None, **kwargs) -> None:
+    """Runs the pipeline IR node by node, each in its own process, as LocalDagRunner does.
+
+    Raises:
+      ComponentProcessError: a node's process exited non-zero or was killed; the nodes after
+        it are not run.
+    """
+    from absl import logging as absl_logging
+    from tfx.dsl.compiler import constants
+    from tfx.orchestration import metadata
+    from tfx.orchestration.local import runner_utils
+    from tfx.orchestration.portable import partial_run_utils
+    from tfx.orchestration.portable import runtime_parameter_utils
+    if kwargs:
+      raise ValueError(f'ComponentProcessRunner takes no extra arguments: {sorted(kwargs)}')
+    runtime_parameter_utils.substitute_runtime_parameter(pipeline, {
+        constants.PIPELINE_RUN_ID_PARAMETER_NAME: datetime.datetime.now().isoformat()})
+    deployment_config = runner_utils.extract_local_deployment_config(pipeline)
+    connection_config = getattr(
+        deployment_config.metadata_connection_config,
+        deployment_config.metadata_connection_config.WhichOneof('connection_config'))
+    if run_options:
+      absl_logging.info('Using run_options:\n %s', run_options)
+      partial_run = run_options.partial_run
+      partial_run_utils.mark_pipeline(
+          pipeline, from_nodes=partial_run.from_nodes or None,
+          to_nodes=partial_run.to_nodes or None,
+          snapshot_settings=partial_run.snapshot_settings)
+    with tempfile.TemporaryDirectory(prefix='component-processes-') as folder:
+      ir_path = os.path.join(folder, 'pipeline.pb')
+      with open(ir_path, 'wb') as f:
+        f.write(pipeline.SerializeToString())
+      for node in pipeline.nodes:
+        pipeline_node = node.pipeline_node
+        node_id = pipeline_node.node_info.id
+        if pipeline_node.execution_options.HasField('skip'):
+          absl_logging.info('Skipping component %s.', node_id)
+          continue
+        if pipeline_node.execution_options.run.perform_snapshot:
+          with metadata.Metadata(connection_config) as mlmd_handle:
+            partial_run_utils.snapshot(mlmd_handle, pipeline)
+        absl_logging.info('Component %s is running in its own process.', node_id)
+        self._run_node(ir_path, node_id, os.path.join(folder, f'{node_id}.error'))
+        absl_logging.info('Component %s is finished.', node_id)
+
+  def command(self, ir_path: str, node_id: str, error_path: str):
+    """The child's command line."""
+    cmd = [sys.executable, *self.python_options, '-m', __name__, '--ir', ir_path,
+           '--node', node_id, '--error-file', error_path]
+    if self.log_path:
+      cmd += ['--log', self.log_path]
+    if self.local_beam_dependencies:
+      cmd.append('--local-beam-dependencies')
+    return cmd
+
+  def _run_node(self, ir_path: str, node_id: str, error_path: str) -> None:
+    env = dict(os.environ, **self.env)
+    env['PYTHONPATH'] = os.pathsep.join([REPO] + [p for p in env.get('PYTHONPATH', '').split(
+        os.pathsep) if p])
+    # With a run log, the child's stderr goes there too (TensorFlow's C++ start-up lines,
+    # anything written past Python logging): the console shows progress, as without processes.
+    with contextlib.ExitStack() as stack:
+      stderr = stack.enter_context(open(self.log_path, 'ab')) if self.log_path else None
+      child = subprocess.Popen(self.command(ir_path, node_id, error_path), env=env,
+                               stderr=stderr)
+      try:
+        code = child.wait()
+      except BaseException:  # interrupted: the component does not outlive its run
+        child.terminate()
+        try:
+          child.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+          child.kill()
+          child.wait()
+        raise
+    if code != 0:
+      error = ''
+      if os.path.exists(error_path):
+        with open(error_path, errors='replace') as f:
+          error = f.read().strip()[:ERROR_CHARS]
+      raise ComponentProcessError(node_id, code, error)
+
+
+def _die_with_parent() -> None:
+  """The child is killed when the runner dies (Linux), as an in-process component would be:
+  an orphan would go on writing artifacts and metadata beside the next run."""
+  if not sys.platform.startswith('linux'):
+    return
+  import ctypes
+  parent = os.getppid()
+  pr_set_pdeathsig = 1
+  ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+  if os.getppid() != parent:  # the runner died before the request was made
+    os._exit(1)
+
+
+def launch_node(ir_path: str, node_id: str) -> None:
+  """Launches one node of a pipeline IR in this process, as LocalDagRunner does."""
+  from absl import logging as absl_logging
+  from tfx.orchestration import metadata
+  from tfx.orchestration.local import runner_utils
+  from tfx.orchestration.portable import launcher
+  from tfx.proto.orchestration import pipeline_pb2
+  from tfx.utils import telemetry_utils
+  pipeline = pipeline_pb2.Pipeline()
+  with open(ir_path, 'rb') as f:
+    pipeline.ParseFromString(f.read())
+  nodes = {n.pipeline_node.node_info.id: n.pipeline_node for n in pipeline.nodes}
+  if node_id not in nodes:
+    raise ValueError(f'the pipeline has no node {node_id!r}; its nodes: {", ".join(nodes)}')
+  deployment_config = runner_utils.extract_local_deployment_config(pipeline)
+  connection_config = getattr(
+      deployment_config.metadata_connection_config,
+      deployment_config.metadata_connection_config.WhichOneof('connection_config'))
+  component_launcher = launcher.Launcher(
+      pipeline_node=nodes[node_id],
+      mlmd_connection=metadata.Metadata(connection_config),
+      pipeline_info=pipeline.pipeline_info,
+      pipeline_runtime_spec=pipeline.runtime_spec,
+      executor_spec=runner_utils.extract_executor_spec(deployment_config, node_id),
+      custom_driver_spec=runner_utils.extract_custom_driver_spec(deployment_config, node_id))
+  absl_logging.info('Component %s is running (process %d).', node_id, os.getpid())
+  with telemetry_utils.scoped_labels({telemetry_utils.LABEL_TFX_RUNNER: 'local'}):
+    component_launcher.launch()
+
+
+def main(argv=None) -> int:
+  parser = argparse.ArgumentParser(description='Launches one node of a pipeline IR (the child '
+                                   'process of ComponentProcessRunner).')
+  parser.add_argument('--ir', required=True, help='the pipeline IR (binary proto)')
+  parser.add_argument('--node', required=True, help='the node id to launch')
+  parser.add_argument('--log', help='append every log record to this file (the run log)')
+  parser.add_argument('--local-beam-dependencies', action='store_true',
+                      help='Beam workers import TFX from this environment (no TFX sdist)')
+  parser.add_argument('--error-file', help='where the exception that failed the node goes')
+  args = parser.parse_args(argv)
+  _die_with_parent()
+  with contextlib.ExitStack() as stack:
+    if args.log:
+      from pipeline.run_log import log_to_file
+      stack.enter_context(log_to_file(args.log, append=True))
+      # TensorFlow gives its logger a stderr handler of its own when it is imported before the
+      # root logger has a handler (this module's import): its records reach the run log
+      # through the root's handler instead, as in the runner's process.
+      logging.getLogger('tensorflow').handlers = []
+    if args.local_beam_dependencies:
+      stack.enter_context(local_beam_dependencies())
+    try:
+      launch_node(args.ir, args.node)
+    except Exception as e:  # pylint: disable=broad-except; reported to the runner, then exit 1
+      logging.exception('Component %s failed', args.node)
+      if args.error_file:
+        with open(args.error_file, 'w') as f:
+          f.write(f'{type(e).__name__}: {e}')
+      return 1
+  return 0
+
+
+if __name__ == '__main__':
+  code = main()
+  logging.shutdown()
+  sys.stdout.flush()
+  sys.stderr.flush()
+  # Skip interpreter teardown: TensorFlow's function finalizers print spurious
+  # "Exception ignored" tracebacks at shutdown. Everything was written and closed above.
+  os._exit(code)

@@ -1,0 +1,78 @@
+"""ComponentProcessRunner: every node in a process of its own, artifacts passed on, failures
+named by their node (local_runner.py --component-processes)."""
+import os
+
+import pytest
+from tfx import v1 as tfx
+from tfx.orchestration import pipeline as tfx_pipeline
+
+from pipeline.component_processes import ComponentProcessError, ComponentProcessRunner
+from pipeline.run_summary import OutputPaths, build_summary, read_run
+from tests.process_components import Consume, Fail, Produce, read_record
+
+
+def _pipeline(out, components):
+  paths = OutputPaths(str(out))
+  return tfx.dsl.Pipeline(
+      pipeline_name='processes', pipeline_root=paths.pipeline_root, components=components,
+      enable_cache=False,
+      metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
+          paths.metadata_path))
+
+
+def test_each_node_runs_in_its_own_process_and_passes_its_artifacts_on(tmp_path):
+  produce = Produce()
+  consume = Consume(source=produce.outputs['output'])
+  paths = OutputPaths(str(tmp_path))
+  ComponentProcessRunner(log_path=paths.log_path).run(_pipeline(tmp_path, [produce, consume]))
+  nodes = read_run(paths.metadata_path)
+  assert {n: v['state'] for n, v in nodes.items()} == {'Produce': 'done', 'Consume': 'done'}
+  produced = read_record(nodes['Produce']['outputs']['output'][0].uri)
+  consumed = read_record(nodes['Consume']['outputs']['output'][0].uri)
+  assert produced['pid'] != os.getpid()
+  assert consumed['pid'] not in (os.getpid(), produced['pid'])
+  assert consumed['seen'] == produced  # Consume read Produce's artifact
+  with open(paths.log_path) as f:
+    log = f.read()
+  # Each child's log records land in the run log.
+  assert f'Component Produce is running (process {produced["pid"]})' in log
+  assert f'Component Consume is running (process {consumed["pid"]})' in log
+
+
+def test_a_partial_run_launches_only_its_nodes_on_the_last_run_s_artifacts(tmp_path):
+  def pipeline():
+    produce = Produce()
+    return _pipeline(tmp_path, [produce, Consume(source=produce.outputs['output'])])
+
+  paths = OutputPaths(str(tmp_path))
+  runner = ComponentProcessRunner()
+  runner.run(pipeline(), run_options=tfx_pipeline.RunOptions(to_nodes=['Produce']))
+  first = read_run(paths.metadata_path)
+  assert list(first) == ['Produce']  # Consume was skipped: no process, no execution
+  runner.run(pipeline(), run_options=tfx_pipeline.RunOptions(from_nodes=['Consume']))
+  second = read_run(paths.metadata_path)
+  produced = first['Produce']['outputs']['output'][0]
+  consumed = read_record(second['Consume']['outputs']['output'][0].uri)
+  assert second['Consume']['state'] == 'done'
+  assert consumed['seen'] == read_record(produced.uri)  # the snapshot of the first run's
+
+
+@pytest.mark.parametrize('how, code, state', [('raise', 1, 'FAILED'), ('kill', -9, 'running')])
+def test_a_failed_node_stops_the_run_and_is_named(tmp_path, how, code, state):
+  fail = Fail(how=how)
+  after = Consume(source=fail.outputs['output'])
+  paths = OutputPaths(str(tmp_path))
+  with pytest.raises(ComponentProcessError) as raised:
+    ComponentProcessRunner(log_path=paths.log_path).run(_pipeline(tmp_path, [fail, after]))
+  error = raised.value
+  assert (error.node_id, error.exit_code) == ('Fail', code)
+  assert f'component Fail failed in its own process, exit code {code}' in str(error)
+  if how == 'raise':
+    assert str(error).endswith('ValueError: planted failure')
+  else:
+    assert 'SIGKILL' in str(error)
+  nodes = read_run(paths.metadata_path)
+  # A killed process leaves its execution RUNNING; the summary names it either way.
+  assert {n: v['state'] for n, v in nodes.items()} == {'Fail': state}
+  summary = build_summary(paths, started=0.0, error=error)
+  assert (summary['status'], summary['failed_component']) == ('failed', 'Fail')
