@@ -26,6 +26,7 @@ def test_sizes_and_flags():
   assert scale.run_flags(10_000_000)[:4] == ['--retrieval-epochs', '1', '--ranking-epochs', '1']
   # Each component in its own process where the runner would keep gigabytes, not at 1M.
   assert '--component-processes' in scale.run_flags(10_000_000)
+  assert all('--no-refit' in scale.run_flags(n) for n in (100_000, 1_000_000, 10_000_000))
   assert '--component-processes' not in scale.run_flags(1_000_000)
   assert '--component-processes' in scale.run_flags(1_000_000, 'always')
   assert '--component-processes' not in scale.run_flags(10_000_000, 'never')
