@@ -39,6 +39,9 @@ def test_each_node_runs_in_its_own_process_and_passes_its_artifacts_on(tmp_path)
   assert f'Component Consume is running (process {consumed["pid"]})' in log
 
 
+# Rarer paths in the full tier: each costs child processes that import TensorFlow, and the
+# fast tier stays within its five minutes (docs/testing.md).
+@pytest.mark.slow
 def test_a_partial_run_launches_only_its_nodes_on_the_last_run_s_artifacts(tmp_path):
   def pipeline():
     produce = Produce()
@@ -57,7 +60,8 @@ def test_a_partial_run_launches_only_its_nodes_on_the_last_run_s_artifacts(tmp_p
   assert consumed['seen'] == read_record(produced.uri)  # the snapshot of the first run's
 
 
-@pytest.mark.parametrize('how, code, state', [('raise', 1, 'FAILED'), ('kill', -9, 'running')])
+@pytest.mark.parametrize('how, code, state', [
+    ('raise', 1, 'FAILED'), pytest.param('kill', -9, 'running', marks=pytest.mark.slow)])
 def test_a_failed_node_stops_the_run_and_is_named(tmp_path, how, code, state):
   fail = Fail(how=how)
   after = Consume(source=fail.outputs['output'])
