@@ -12,6 +12,7 @@ change a run's baseline halfway, and a version removed from serving meanwhile st
 (tf.io.gfile), so the serving directory may be local or ``gs://``.
 """
 import os
+import re
 from typing import Optional
 
 from tfx.dsl.io import fileio
@@ -88,5 +89,9 @@ def snapshot(served_dir: str, dest: str, version: Optional[str] = None,
                             f'(removed since the run started?)')
   if for_gates:
     source = gate_source(source)
-  io_utils.copy_dir(source, dest)
+    io_utils.copy_dir(source, dest)
+  else:
+    # Warm start reads the refit itself; its kept candidate is what the gate copy is for.
+    kept = '^' + re.escape(os.path.join(source, CANDIDATE_DIR)) + '(/|$)'
+    io_utils.copy_dir(source, dest, deny_regex_patterns=[kept])
   return source

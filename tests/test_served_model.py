@@ -93,6 +93,9 @@ def test_the_gates_compare_with_the_candidate_kept_in_a_served_refit(tmp_path):
       '1700000100:saved_model.pb'
   assert _read(tmp_path / 'gate' / 'Format-Serving' / 'saved_model.pb') == \
       'candidate:saved_model.pb'
+  # The candidate is copied once, for the gates, not again inside the warm-start copy.
+  assert not os.path.exists(tmp_path / 'model' / 'Format-Serving' / served.CANDIDATE_DIR)
+  assert os.path.exists(tmp_path / 'model' / 'Format-Serving' / STATE)
   assert gate.get_string_custom_property(served.SERVED_VERSION) == '1700000100'
   assert gate.get_string_custom_property(served.SERVED_PATH) == os.path.join(
       refit, served.CANDIDATE_DIR)
