@@ -105,10 +105,13 @@ def retrieval_metrics(fn_args: _FnArgs, tft_output, variant: Dict[str, Any],
                                        fn_args.train_files, index='brute_force')
 
   class Signatures:  # evaluate_retrieval takes a loaded SavedModel
-    signatures = {'embed_users': serving.embed_users, 'embed_items': serving.embed_items}
+    signatures = {'embed_users': serving.embed_users, 'embed_items': serving.embed_items,
+                  F.RETRIEVAL_AT_SIGNATURE: serving.embed_users_at}
 
-  found = evaluate_retrieval(Signatures, *evaluation_inputs(
-      fn_args.train_files, fn_args.eval_files, data.split_files(fn_args.train_files, F.ITEMS)))
+  eval_users, eval_items, catalogue, seen, eval_times = evaluation_inputs(
+      fn_args.train_files, fn_args.eval_files, data.split_files(fn_args.train_files, F.ITEMS))
+  found = evaluate_retrieval(Signatures, eval_users, eval_items, catalogue, seen,
+                             eval_times=eval_times)
   return {**found, **(feed_metrics(fn_args, 'retrieval', serving) if feed else {})}
 
 

@@ -75,6 +75,10 @@ def vocabulary_name(key: str) -> str:
 # this many prior columns: cold start, then recency (models/retrieval.py, RetrievalServing).
 # Whoever wants the towers alone (segments, synthetic catalogues) drops them.
 RETRIEVAL_PRIOR_COLUMNS = 2
+# The retrieval export's query for a request made at a given time (Unix seconds, int64), and
+# that input's name: the evaluator scores each eval interaction as requested at its timestamp.
+RETRIEVAL_AT_SIGNATURE = 'embed_users_at'
+REQUEST_TIME = 'request_time'
 
 # The label and popularity outputs of the transform.
 RATING_XF = transformed_name(RATING)

@@ -22,6 +22,7 @@ know nothing of TFX and are tested on arrays and a hand-made model.
 from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
+import tensorflow as tf
 
 from core import features as F
 from core.artifacts import embed
@@ -39,9 +40,26 @@ def sample_users(eval_users: np.ndarray, max_users: int, seed: int = 42) -> np.n
   return np.array([u in keep for u in eval_users])
 
 
+def _queries(model, eval_users: np.ndarray, eval_times: Optional[np.ndarray],
+             batch: int = 4096):
+  """(distinct eval users, [queries, d] vectors, each row's query): one query per user,
+  or, with ``eval_times`` and an export that takes the request time, one per (user, time)."""
+  users, user_row = np.unique(eval_users, return_inverse=True)
+  if eval_times is None or F.RETRIEVAL_AT_SIGNATURE not in model.signatures:
+    return users, embed(model.signatures['embed_users'], users), user_row
+  pairs, query_row = np.unique(np.stack([user_row, np.asarray(eval_times, np.int64)], 1),
+                               axis=0, return_inverse=True)
+  fn = model.signatures[F.RETRIEVAL_AT_SIGNATURE]
+  parts = [fn(user_id=tf.constant(users[pairs[i:i + batch, 0]]),
+              **{F.REQUEST_TIME: tf.constant(pairs[i:i + batch, 1])})['embeddings'].numpy()
+           for i in range(0, len(pairs), batch)]
+  return users, np.concatenate(parts).astype(np.float32), query_row.reshape(-1)
+
+
 def evaluate_retrieval(model, eval_users: np.ndarray, eval_items: np.ndarray,
                        catalogue: np.ndarray, seen: Dict[str, set],
-                       ks: Sequence[int] = (10, 50, 100)) -> Dict[str, Any]:
+                       ks: Sequence[int] = (10, 50, 100),
+                       eval_times: Optional[np.ndarray] = None) -> Dict[str, Any]:
   """Top-k shares of eval interactions, plain and with each user's train items removed,
   the latter also for returning users (with train interactions) and new users apart.
 
@@ -50,13 +68,16 @@ def evaluate_retrieval(model, eval_users: np.ndarray, eval_items: np.ndarray,
     eval_users, eval_items: str arrays, one entry per eval interaction.
     catalogue: str array of every item id.
     seen: user -> set of items in the user's training interactions.
+    eval_times: each eval interaction's Unix time, if known: it is then scored as a
+      request made at that time (the export's embed_users_at; an export without it is
+      scored as requested now), which is what a live feed would have asked.
   """
+  eval_users = np.asarray(eval_users)
   column = {item: j for j, item in enumerate(catalogue)}
   missing = [i for i in eval_items if i not in column]
   if missing:
     raise ValueError(f'{len(missing)} eval items are not in the catalogue, e.g. {missing[:3]}')
-  users, user_row = np.unique(eval_users, return_inverse=True)
-  user_emb = embed(model.signatures['embed_users'], users)
+  users, user_emb, user_row = _queries(model, eval_users, eval_times)
   item_emb = embed(model.signatures['embed_items'], catalogue)
   target = np.array([column[i] for i in eval_items], dtype=np.int64)
   block = max(1, int(2e7 // max(1, len(catalogue))))
@@ -65,7 +86,7 @@ def evaluate_retrieval(model, eval_users: np.ndarray, eval_items: np.ndarray,
     rows = slice(start, start + block)
     scores = user_emb[user_row[rows]] @ item_emb.T
     excluded = np.zeros(scores.shape, dtype=bool)
-    for r, u in enumerate(users[user_row[rows]]):
+    for r, u in enumerate(eval_users[rows]):
       cols = [column[i] for i in seen.get(u, ()) if i in column]
       excluded[r, cols] = True
     ranks.append(rank_of_target(scores, target[rows]))
@@ -140,13 +161,21 @@ def _read_pairs(files: List[str]):
   return table[F.USER_ID].astype(str), table[F.ITEM_ID].astype(str)
 
 
+def read_eval_rows(files: List[str]) -> Dict[str, np.ndarray]:
+  """The eval split's users and items (str) and timestamps (int64), one entry per row."""
+  table = data.read_table(files, [F.USER_ID, F.ITEM_ID, F.TIMESTAMP])
+  return {F.USER_ID: table[F.USER_ID].astype(str), F.ITEM_ID: table[F.ITEM_ID].astype(str),
+          F.TIMESTAMP: table[F.TIMESTAMP].astype(np.int64)}
+
+
 def evaluation_inputs(train_files: List[str], eval_files: List[str], items_files: List[str]):
-  """What evaluate_retrieval takes: eval users and items, the catalogue, and each user's
-  train items."""
-  eval_users, eval_items = _read_pairs(eval_files)
+  """What evaluate_retrieval takes: eval users and items, the catalogue, each user's
+  train items, and the eval rows' times."""
+  rows = read_eval_rows(eval_files)
   train_users, train_items = _read_pairs(train_files)
   catalogue = data.read_table(items_files, [F.ITEM_ID])[F.ITEM_ID].astype(str)
-  return eval_users, eval_items, catalogue, seen_items(train_users, train_items)
+  return (rows[F.USER_ID], rows[F.ITEM_ID], catalogue, seen_items(train_users, train_items),
+          rows[F.TIMESTAMP])
 
 
 def seen_items(users: np.ndarray, items: np.ndarray) -> Dict[str, set]:

@@ -30,6 +30,9 @@ SIGNATURE = 'retrieve'
 RECENCY_FILE = 'recency.json'
 # The query from the user and their latest items (RetrievalServing.embed_users_with_history).
 HISTORY_SIGNATURE = 'embed_users_with_history'
+# The candidates for a request made at a given time (RetrievalServing.retrieve_at; its query
+# is F.RETRIEVAL_AT_SIGNATURE).
+RETRIEVE_AT_SIGNATURE = 'retrieve_at'
 
 
 class TwoTowerModel(tfrs.Model):
@@ -157,6 +160,14 @@ class RetrievalServing(tf.Module):
     the same two columns (w x S on the first for every user, w x R more on the second): the
     feed's future favours what is popular lately more than the towers and the shift alone
     say (docs/quality.md, "Popularity lately on top").
+  * request time (``embed_users_at``, ``retrieve_at``): both columns describe the window
+    [until - W, until) that ends where training ends. A request made at time t looks at its
+    own window [t - W, t), of which that one covers max(0, 1 - (until - t) / W); a known
+    user's two columns are scaled by it, so a request from the past (a replay, a backfill,
+    a random hold-out) is scored by the towers, which learnt that period, rather than by
+    today's popularity. From ``until`` on the factor is 1: the latest popularity is the best
+    evidence about the future. New users keep their columns (popularity is all they have).
+    ``embed_users`` and ``retrieve`` are requests made now.
   """
 
   def __init__(self, model: TwoTowerModel, tft_layer, users: FeatureStore,
@@ -164,8 +175,14 @@ class RetrievalServing(tf.Module):
                item_log_prob: Optional[np.ndarray] = None, cold_start_weight: float = 0.0,
                recency_shift: Optional[np.ndarray] = None, recency_weight: float = 0.0,
                history_weight: float = 0.0, history_length: int = 1,
-               recent_popularity_weight: float = 0.0):
+               recent_popularity_weight: float = 0.0, recent_until: Optional[int] = None,
+               recent_window_days: Optional[int] = None):
     super().__init__()
+    # Python values, traced into the signatures as constants. Without a window the recency
+    # term spans all of train, so every request gets all of it (request_weight 1).
+    self._recent_until = int(recent_until or 0)
+    self._recent_window = (float(recent_window_days * recent_popularity.DAY)
+                           if recent_until is not None and recent_window_days else 0.0)
     self.history_weight = tf.constant(float(history_weight), tf.float32)
     self.history_length = int(history_length)
     self.tft_layer = tft_layer
@@ -219,15 +236,35 @@ class RetrievalServing(tf.Module):
   def _user_towers(self, user_id):
     return {'embeddings': self.query_tower(self.tft_layer(self.users.lookup(user_id)))}
 
-  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='user_id')])
-  def embed_users(self, user_id):
+  def _embed_users(self, user_id, request_time=None):
     features = self.tft_layer(self.users.lookup(user_id))
     ids = tf.reshape(features[self.user_key], [-1])
     is_cold = tf.cast(ids >= self.user_oov, tf.int32)
-    prior = tf.gather(self.prior_weights, is_cold)
-    recency = tf.gather(self.recency_weights, is_cold)
-    return {'embeddings': tf.concat([self.query_tower(features), prior[:, tf.newaxis],
-                                     recency[:, tf.newaxis]], 1)}
+    priors = tf.stack([tf.gather(self.prior_weights, is_cold),
+                       tf.gather(self.recency_weights, is_cold)], 1)
+    if request_time is not None:
+      covered = self.request_weight(request_time)
+      priors *= tf.where(is_cold > 0, tf.ones_like(covered), covered)[:, tf.newaxis]
+    return {'embeddings': tf.concat([self.query_tower(features), priors], 1)}
+
+  def request_weight(self, request_time):
+    """Share of a request's recent window that the served recency columns describe."""
+    if not self._recent_window:
+      return tf.ones(tf.shape(request_time), tf.float32)
+    lag = tf.cast(self._recent_until - request_time, tf.float64)
+    return tf.cast(tf.clip_by_value(1.0 - lag / self._recent_window, 0.0, 1.0), tf.float32)
+
+  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='user_id')])
+  def embed_users(self, user_id):
+    return self._embed_users(user_id)
+
+  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='user_id'),
+                                tf.TensorSpec([None], tf.int64, name=F.REQUEST_TIME)])
+  def embed_users_at(self, user_id, request_time):
+    """``embed_users`` for requests made at ``request_time`` (Unix seconds, one per user):
+    the popularity-lately columns in proportion to how much of the request's recent window
+    training saw (class docstring)."""
+    return self._embed_users(user_id, request_time)
 
   @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='user_id'),
                                 tf.TensorSpec([None, None], tf.string, name='history_item_ids')])
@@ -268,6 +305,14 @@ class RetrievalServing(tf.Module):
     scores, item_ids = self.index(self.embed_users(user_id)['embeddings'], k=self.k)
     return {'item_ids': item_ids, 'scores': scores}
 
+  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='user_id'),
+                                tf.TensorSpec([None], tf.int64, name=F.REQUEST_TIME)])
+  def retrieve_at(self, user_id, request_time):
+    """``retrieve`` for requests made at ``request_time`` (``embed_users_at``)."""
+    query = self._embed_users(user_id, request_time)['embeddings']
+    scores, item_ids = self.index(query, k=self.k)
+    return {'item_ids': item_ids, 'scores': scores}
+
   @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='item_id')])
   def audience(self, item_id):
     """The users most likely to engage with each item (an ad, a product), best first."""
@@ -289,6 +334,8 @@ class RetrievalServing(tf.Module):
         'display': self.display.get_concrete_function(),
         'audience': self.audience.get_concrete_function(),
         'embed_users': self.embed_users.get_concrete_function(),
+        F.RETRIEVAL_AT_SIGNATURE: self.embed_users_at.get_concrete_function(),
+        RETRIEVE_AT_SIGNATURE: self.retrieve_at.get_concrete_function(),
         HISTORY_SIGNATURE: self.embed_users_with_history.get_concrete_function(),
         'embed_items': self.embed_items.get_concrete_function(),
     }
@@ -325,7 +372,7 @@ def item_recency_shift(tft_output: tft.TFTransformOutput, train_files, config: R
   overall = np.bincount(items, minlength=n).astype(np.float64) + 1.0
   shift = np.log(recent / recent.sum()) - np.log(overall / overall.sum())
   return (np.concatenate([shift, np.zeros(2)]).astype(np.float32),
-          {'window_days': window, 'recency_weight': config.recency_weight,
+          {'window_days': window, 'until': until, 'recency_weight': config.recency_weight,
            'recent_popularity_weight': config.recent_popularity_weight})
 
 
@@ -380,7 +427,9 @@ def serving_model(model: TwoTowerModel, tft_output: tft.TFTransformOutput, users
                              recency_shift=shift, recency_weight=config.recency_weight,
                              history_weight=config.history_weight,
                              history_length=config.history_length,
-                             recent_popularity_weight=config.recent_popularity_weight)
+                             recent_popularity_weight=config.recent_popularity_weight,
+                             recent_until=recency.get('until'),
+                             recent_window_days=recency.get('window_days'))
   return serving, recency
 
 

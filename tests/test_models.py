@@ -471,10 +471,12 @@ def test_retrieval_export_adds_the_popularity_priors():
   log_prob = np.log(np.array([0.7, 0.2, 0.1, 1e-3, 1e-3], np.float32))
   # Lately z is popular and x is not: log P_recent - log P, one value per vocabulary row.
   shift = np.array([-2.0, 0.0, 3.0, 0.0, 0.0], np.float32)
+  until, day = 1_000_000, 86400  # the recent window: the 10 days before until
   serving = RetrievalServing(model, tft_layer, users, items, k=3, index='brute_force',
                              audience_k=3, item_log_prob=log_prob, cold_start_weight=0.5,
                              recency_shift=shift, recency_weight=0.1, history_weight=2.0,
-                             history_length=2, recent_popularity_weight=0.25)
+                             history_length=2, recent_popularity_weight=0.25,
+                             recent_until=until, recent_window_days=10)
   queries = serving.embed_users(tf.constant(['a', 'c', 'unknown']))['embeddings'].numpy()
   scale = -np.log(1e-3)  # the largest |log P|: the item column stays within [-1, 0]
   np.testing.assert_allclose(queries[:, -2], [0.25 * scale, 0.75 * scale, 0.75 * scale],
@@ -507,6 +509,22 @@ def test_retrieval_export_adds_the_popularity_priors():
   np.testing.assert_allclose(with_history[:, :-2], plain[:, :-2] + moved, rtol=1e-5,
                              atol=1e-6)
   np.testing.assert_allclose(with_history[:, -2:], plain[:, -2:], rtol=1e-6)
+  # A request at or after until gets what embed_users gives; one from 5 days before, half
+  # of a known user's prior columns; from 10 days or more before, the towers alone. A new
+  # user keeps the columns at any time.
+  times = [until + 3 * day, until, until - 5 * day, until - 10 * day, until - 40 * day]
+  at = serving.embed_users_at(tf.constant(['a'] * 5), tf.constant(times, tf.int64)
+                              )['embeddings'].numpy()
+  np.testing.assert_allclose(at[:, :-2], np.repeat(plain[:1, :-2], 5, 0), rtol=1e-6)
+  np.testing.assert_allclose(at[:, -2:], np.outer([1, 1, 0.5, 0, 0], plain[0, -2:]),
+                             rtol=1e-5, atol=1e-7)
+  cold = serving.embed_users_at(tf.constant(['c']), tf.constant([0], tf.int64)
+                                )['embeddings'].numpy()
+  np.testing.assert_allclose(cold, plain[1:2], rtol=1e-6)
+  old = serving.retrieve_at(tf.constant(['a']), tf.constant([until - 40 * day], tf.int64))
+  towers_only = (users_tower(['a']) @ items_tower(catalogue).T)[0]
+  assert [i.decode() for i in old['item_ids'].numpy()[0]] == \
+      catalogue[np.argsort(-towers_only)].tolist()
   # Audiences rank users by the towers alone: the prior shifts no one.
   audience = serving.audience(tf.constant(['y']))['scores'].numpy()[0]
   expected = (items_tower(['y']) @ users_tower(['a', 'b', 'c']).T)[0]

@@ -34,6 +34,32 @@ def test_top_k_over_the_catalogue_with_seen_removed():
   assert metrics['eval_interactions'] == 3 and metrics['eval_users'] == 2
 
 
+class TimedModel(FakeModel):
+  """Adds embed_users_at: before time 100 u1 looks like u2."""
+
+  def __init__(self):
+    super().__init__()
+
+    def at(user_id, request_time):
+      return {'embeddings': tf.constant(
+          [VECTORS['u2' if t < 100 else u.decode()] for u, t in
+           zip(user_id.numpy(), request_time.numpy())], tf.float32)}
+    self.signatures['embed_users_at'] = at
+
+
+def test_each_row_is_scored_as_requested_at_its_time():
+  users, items = np.array(['u1', 'u1']), np.array(['a', 'c'])
+  timed = evaluation.evaluate_retrieval(TimedModel(), users, items, ITEMS, {}, ks=(1,),
+                                        eval_times=np.array([200, 50]))
+  assert timed['top_1'] == 1.0  # a at 200 (u1's vector), c at 50 (u2's)
+  assert timed['eval_users'] == 1
+  # Without times, or for an export without embed_users_at, every row is requested now.
+  assert evaluation.evaluate_retrieval(TimedModel(), users, items, ITEMS, {},
+                                       ks=(1,))['top_1'] == 0.5
+  assert evaluation.evaluate_retrieval(FakeModel(), users, items, ITEMS, {}, ks=(1,),
+                                       eval_times=np.array([200, 50]))['top_1'] == 0.5
+
+
 def test_seen_items_are_removed_for_unseen_metrics():
   metrics = evaluation.evaluate_retrieval(
       FakeModel(), eval_users=np.array(['u1']), eval_items=np.array(['b']),

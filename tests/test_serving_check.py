@@ -265,7 +265,8 @@ def test_a_broken_model_is_not_blessed(tiny_examples, tmp_path, fault, reason):
     ('RankingServingCheck', {'new_user:rank', 'unknown_user:serving_default',
                              'unknown_item:rank', 'batch_256:rank'}),
     ('RetrievalServingCheck', {'known_user:retrieve', 'unknown_user:retrieve',
-                               'batch_256:retrieve', 'known_user:embed_users_with_history'}),
+                               'batch_256:retrieve', 'known_user:embed_users_with_history',
+                               'known_user:retrieve_at'}),
 ])
 def test_the_run_models_passed_their_contracts(tiny_run, node, expected):
   """The shared run's trained models, probed by the run's own checks in a fresh process."""

@@ -54,7 +54,7 @@ def _top_100_unseen(users, items, seen, target, known, blind: bool):
 def test_what_is_popular_lately_lifts_retrieval_on_the_future(time_run):
   examples = run_artifact(time_run, P.EXAMPLE_GEN, 'examples', sa.Examples)
   files = lambda split: [os.path.join(examples.uri, f'Split-{split}', '*')]
-  eval_users, eval_items, catalogue, seen = evaluator.evaluation_inputs(
+  eval_users, eval_items, catalogue, seen, _ = evaluator.evaluation_inputs(
       files('train'), files('eval'), files('items'))
   model_dir = os.path.join(run_artifact(time_run, P.RETRIEVAL_TRAINER, 'model',
                                         sa.Model).uri, 'Format-Serving')

@@ -20,7 +20,7 @@ from core import features as F
 from core import served
 from core.artifacts import write_blessing
 from models import data
-from models.evaluation import (_read_pairs, decide_blessing, evaluate_retrieval,
+from models.evaluation import (decide_blessing, evaluate_retrieval, read_eval_rows,
                                recent_popularity, sample_users, seen_items)
 
 METRICS_FILE = 'metrics.json'
@@ -38,16 +38,19 @@ class Executor(base_executor.BaseExecutor):
     train = data.read_table(split_files(F.TRAIN), [F.USER_ID, F.ITEM_ID, F.TIMESTAMP])
     train = {F.USER_ID: train[F.USER_ID].astype(str), F.ITEM_ID: train[F.ITEM_ID].astype(str),
              F.TIMESTAMP: train[F.TIMESTAMP].astype(np.int64)}
-    eval_users, eval_items = _read_pairs(split_files(F.EVAL))
+    eval_rows = read_eval_rows(split_files(F.EVAL))
+    eval_users, eval_items = eval_rows[F.USER_ID], eval_rows[F.ITEM_ID]
     catalogue = data.read_table(split_files(F.ITEMS), [F.ITEM_ID])[F.ITEM_ID].astype(str)
     seen = seen_items(train[F.USER_ID], train[F.ITEM_ID])
     rows = sample_users(eval_users, int(exec_properties.get('max_users') or 0))
     eval_users, eval_items = eval_users[rows], eval_items[rows]
+    # Each row is scored as requested at its own time (models/evaluation.py).
+    eval_times = eval_rows[F.TIMESTAMP][rows]
     ks = json.loads(exec_properties['top_ks'])
 
     def score(model_artifact):
       model = tf.saved_model.load(path_utils.serving_model_path(model_artifact.uri))
-      return evaluate_retrieval(model, eval_users, eval_items, catalogue, seen, ks)
+      return evaluate_retrieval(model, eval_users, eval_items, catalogue, seen, ks, eval_times)
 
     model_artifact = artifact_utils.get_single_instance(input_dict['model'])
     metrics = score(model_artifact)

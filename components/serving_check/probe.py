@@ -27,7 +27,9 @@ import numpy as np  # noqa: E402
 SIGNATURES = {
     'retrieval': {'retrieve': ('user_id',), 'serving_default': ('user_id',),
                   'embed_users': ('user_id',), 'embed_items': ('item_id',),
-                  'embed_users_with_history': ('user_id', 'history_item_ids')},
+                  'embed_users_with_history': ('user_id', 'history_item_ids'),
+                  'embed_users_at': ('user_id', 'request_time'),
+                  'retrieve_at': ('user_id', 'request_time')},
     'ranking': {'rank': ('user_id', 'item_id'), 'serving_default': ('examples',)},
     'feed': {'recommend': ('user_id',), 'serving_default': ('user_id',),
              'recommend_excluding': ('user_id', 'exclude_item_ids'),
@@ -307,6 +309,17 @@ def probe(model_dir: str, spec: Dict[str, Any], load_scann: bool = False) -> Dic
       problems.append('an empty history changes the user\'s vector')
     return problems
 
+  def at_now(users):
+    """retrieve_at for a request made after training returns retrieve's lists (a time far
+    ahead, since data can carry any clock)."""
+    plain = _call(model, 'retrieve', user_id=np.array(users, dtype=object))
+    out = _call(model, 'retrieve_at', user_id=np.array(users, dtype=object),
+                request_time=np.full(len(users), 2 ** 40, np.int64))
+    problems = check_top_list(out, len(users), catalogue)
+    if not problems and not np.array_equal(out['item_ids'], plain['item_ids']):
+      problems.append('retrieve_at now differs from retrieve')
+    return problems
+
   for request in spec['requests']:
     name, users = request['name'], request.get('user_id')
     if kind == 'feed':
@@ -321,6 +334,7 @@ def probe(model_dir: str, spec: Dict[str, Any], load_scann: bool = False) -> Dic
       checks.run(f'{name}:embed_users', lambda u=users: check_vectors(
           _call(model, 'embed_users', user_id=np.array(u, dtype=object)), len(u)))
       checks.run(f'{name}:embed_users_with_history', lambda u=users: with_history(u))
+      checks.run(f'{name}:retrieve_at', lambda u=users: at_now(u))
     elif kind == 'retrieval':
       items = request['item_id']
       checks.run(f'{name}', lambda i=items: check_vectors(
