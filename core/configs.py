@@ -65,10 +65,17 @@ class RetrievalConfig:
   # the validation run, docs/quality.md).
   recent_popularity_weight: float = 0.3
   # What a user did since training, given at request time (the embed_users_with_history
-  # signature, the feed's recommend_with_history): the mean item tower of their latest
-  # history_length items, times history_weight, is added to the user's tower.
-  history_weight: float = 3.0
+  # signature, the feed's recommend_with_history): a query from their latest history_length
+  # items, times history_weight, is added to the user's tower. history_encoder 'gru': a GRU
+  # over the items' tower vectors trained to point at the next item (models/sequence.py;
+  # history_units wide, history_epochs over at most history_max_examples pairs); 'mean':
+  # their mean vector, untrained.
+  history_weight: float = 1.0
   history_length: int = 10
+  history_encoder: str = 'gru'
+  history_units: int = 64
+  history_epochs: int = 8
+  history_max_examples: int = 200_000
   top_k: int = 100
   # Seed of the initial weights, the batch order and the sampled negatives: vary it to see
   # a change's effect beside run-to-run noise (benchmarks/sweep.py).

@@ -15,7 +15,7 @@ import tensorflow_recommenders as tfrs
 import tensorflow_transform as tft
 from absl import logging
 
-from models import averaging, data, optimizers, warm_start
+from models import averaging, data, optimizers, sequence, warm_start
 from models.feature_store import FeatureStore, build_stores, item_features
 from models.history import training_callbacks
 from models.index import make_index
@@ -26,8 +26,11 @@ from core import recent_popularity, served
 from core.configs import RetrievalConfig, config_from_dict
 
 SIGNATURE = 'retrieve'
-# In the Trainer's model_run: the recent window behind the served recency term.
+# In the Trainer's model_run: the recent window behind the served recency term, and how the
+# history query was trained.
 RECENCY_FILE = 'recency.json'
+HISTORY_QUERY_FILE = 'history_query.json'
+HISTORY_ENCODERS = ('gru', 'mean')
 # The query from the user and their latest items (RetrievalServing.embed_users_with_history).
 HISTORY_SIGNATURE = 'embed_users_with_history'
 # The candidates for a request made at a given time (RetrievalServing.retrieve_at; its query
@@ -176,8 +179,11 @@ class RetrievalServing(tf.Module):
                recency_shift: Optional[np.ndarray] = None, recency_weight: float = 0.0,
                history_weight: float = 0.0, history_length: int = 1,
                recent_popularity_weight: float = 0.0, recent_until: Optional[int] = None,
-               recent_window_days: Optional[int] = None):
+               recent_window_days: Optional[int] = None,
+               history_encoder: Optional[sequence.HistoryEncoder] = None):
     super().__init__()
+    # None: the history query is the mean of the history's item vectors.
+    self.history_encoder = history_encoder
     # Python values, traced into the signatures as constants. Without a window the recency
     # term spans all of train, so every request gets all of it (request_weight 1).
     self._recent_until = int(recent_until or 0)
@@ -272,12 +278,12 @@ class RetrievalServing(tf.Module):
     """``embed_users`` moved towards what each user did since the model was trained.
 
     ``history_item_ids``: a row per user, the user's latest items, most recent first, padded
-    with ''. Of the first ``history_length`` entries, the items the catalogue knows are
-    averaged through the item tower and added, times ``history_weight``, to the user's tower
-    (the prior columns stay as they are). The towers were trained to put a user beside the items they engage
-    with, so the mean of those items is a query for more of the same: a new user's second
-    click is no longer cold, and a returning user's feed follows what they do now, both
-    without retraining. Rows with no known item get ``embed_users`` unchanged.
+    with ''. The first ``history_length`` entries that the catalogue knows go through the
+    item tower; the history encoder (models/sequence.py, trained to point at the next item)
+    or, without one, their mean turns them into a query, added times ``history_weight`` to
+    the user's tower (the prior columns stay as they are). A new user's second click is no
+    longer cold, and a returning user's feed follows what they do now, both without
+    retraining. Rows with no known item get ``embed_users`` unchanged.
     """
     users = self.embed_users(user_id)['embeddings']
     history = history_item_ids[:, :self.history_length]
@@ -286,10 +292,14 @@ class RetrievalServing(tf.Module):
     towers = self.candidate_tower(self.tft_layer(self.items.lookup(flat))) * known[:, tf.newaxis]
     shape = tf.shape(history)
     towers = tf.reshape(towers, tf.concat([shape, tf.shape(towers)[-1:]], 0))
-    mean = tf.math.divide_no_nan(tf.reduce_sum(towers, 1),
-                                 tf.reduce_sum(tf.reshape(known, shape), 1, keepdims=True))
-    priors = tf.zeros([tf.shape(mean)[0], F.RETRIEVAL_PRIOR_COLUMNS], tf.float32)
-    return {'embeddings': users + self.history_weight * tf.concat([mean, priors], 1)}
+    known = tf.reshape(known, shape)
+    if self.history_encoder is not None:
+      query = self.history_encoder(towers, mask=known > 0)
+    else:
+      query = tf.math.divide_no_nan(tf.reduce_sum(towers, 1),
+                                    tf.reduce_sum(known, 1, keepdims=True))
+    priors = tf.zeros([tf.shape(query)[0], F.RETRIEVAL_PRIOR_COLUMNS], tf.float32)
+    return {'embeddings': users + self.history_weight * tf.concat([query, priors], 1)}
 
   @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='item_id')])
   def embed_items(self, item_id):
@@ -411,14 +421,43 @@ def train(fn_args, tft_output: tft.TFTransformOutput, config: RetrievalConfig,
   return model, {k: [float(v) for v in vals] for k, vals in history.history.items()}, report
 
 
+def history_query(model: TwoTowerModel, tft_output: tft.TFTransformOutput,
+                  items: FeatureStore, train_files, config: RetrievalConfig
+                  ) -> Tuple[Optional[sequence.HistoryEncoder], Dict[str, Any]]:
+  """The history encoder of ``config`` trained on the train split's (latest items, next
+  item) pairs over the trained item tower, and its description (None for 'mean')."""
+  if config.history_encoder not in HISTORY_ENCODERS:
+    raise ValueError(f'history_encoder {config.history_encoder!r}: expected one of '
+                     f'{HISTORY_ENCODERS}')
+  if config.history_encoder == 'mean':
+    return None, {'encoder': 'mean'}
+  ids = items.ids.numpy()
+  row = {item.decode() if isinstance(item, bytes) else item: i for i, item in enumerate(ids)}
+  table = data.read_table(train_files, [F.USER_ID, F.ITEM_ID, F.TIMESTAMP])
+  rows = np.array([row.get(str(i), -1) for i in table[F.ITEM_ID]], np.int64)
+  known = rows >= 0
+  history, target = sequence.next_item_examples(
+      table[F.USER_ID].astype(str)[known], rows[known],
+      table[F.TIMESTAMP].astype(np.int64)[known], config.history_length)
+  tft_layer = tft_output.transform_features_layer()
+  vectors = sequence.item_vectors(
+      lambda batch: model.candidate_tower(tft_layer(items.lookup(batch))), ids)
+  encoder, report = sequence.fit(vectors, history, target, config.history_units,
+                                 config.history_epochs, max_examples=config.history_max_examples,
+                                 seed=config.seed)
+  return encoder, dict(report, encoder=config.history_encoder)
+
+
 def serving_model(model: TwoTowerModel, tft_output: tft.TFTransformOutput, users: FeatureStore,
                   items: FeatureStore, config: RetrievalConfig, train_files,
                   index: Optional[str] = None) -> Tuple['RetrievalServing', Dict[str, Any]]:
   """What the Trainer exports (and benchmarks/sweep.py scores): the trained towers with the
-  popularity priors of ``config``; returns it and the recency term's description."""
+  popularity priors and the history query of ``config``; returns it and a description
+  ({'recency': the recency term's, 'history_query': the encoder's})."""
   shift, recency = (item_recency_shift(tft_output, train_files, config)
                     if (config.recency_weight or cold_start_weight(config)
                         or config.recent_popularity_weight) else (None, {}))
+  encoder, history = history_query(model, tft_output, items, train_files, config)
   serving = RetrievalServing(model, tft_output.transform_features_layer(), users, items,
                              k=config.top_k, index=index or config.index,
                              audience_k=config.audience_k,
@@ -429,8 +468,9 @@ def serving_model(model: TwoTowerModel, tft_output: tft.TFTransformOutput, users
                              history_length=config.history_length,
                              recent_popularity_weight=config.recent_popularity_weight,
                              recent_until=recency.get('until'),
-                             recent_window_days=recency.get('window_days'))
-  return serving, recency
+                             recent_window_days=recency.get('window_days'),
+                             history_encoder=encoder)
+  return serving, {'recency': recency, 'history_query': history}
 
 
 def run_fn(fn_args) -> None:
@@ -443,16 +483,20 @@ def run_fn(fn_args) -> None:
                                  items=items)
   warm_start.save(model, model.row_vocabularies(), tft_output, fn_args.serving_model_dir)
   warm_start.write_report(fn_args.model_run_dir, report)
-  serving, recency = serving_model(model, tft_output, users, items, config,
-                                   fn_args.train_files)
+  serving, described = serving_model(model, tft_output, users, items, config,
+                                     fn_args.train_files)
+  recency = described['recency']
   options = (tf.saved_model.SaveOptions(namespace_whitelist=['Scann'])
              if config.index == 'scann' else None)
   tf.saved_model.save(serving, fn_args.serving_model_dir, signatures=serving.signatures(),
                       options=options)
   user_ids = {'user_id': users.ids.numpy()[:8].astype(bytes)}
   item_ids = {'item_id': items.ids.numpy()[:8].astype(bytes)}
+  user_times = dict(user_ids, **{F.REQUEST_TIME: np.full(len(user_ids['user_id']),
+                                                         recency.get('until', 0), np.int64)})
   write_warmup(fn_args.serving_model_dir, {
       SIGNATURE: user_ids, 'serving_default': user_ids, 'embed_users': user_ids,
+      F.RETRIEVAL_AT_SIGNATURE: user_times, RETRIEVE_AT_SIGNATURE: user_times,
       HISTORY_SIGNATURE: dict(user_ids, history_item_ids=np.stack([item_ids['item_id']] * 8)),
       'audience': item_ids, 'embed_items': item_ids, 'display': item_ids})
   if custom.get(served.REFIT_KEY) and fn_args.base_model:
@@ -460,7 +504,8 @@ def run_fn(fn_args) -> None:
     served.keep_candidate(fn_args.base_model, fn_args.serving_model_dir)
   data.write_history(fn_args.model_run_dir, history)
   tf.io.gfile.makedirs(fn_args.model_run_dir)
-  with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, RECENCY_FILE), 'w') as f:
-    f.write(json.dumps(recency))
+  for name, value in ((RECENCY_FILE, recency), (HISTORY_QUERY_FILE, described['history_query'])):
+    with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, name), 'w') as f:
+      f.write(json.dumps(value))
   logging.info('Retrieval model exported to %s (recency: %s)', fn_args.serving_model_dir,
                recency)

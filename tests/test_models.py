@@ -472,11 +472,11 @@ def test_retrieval_export_adds_the_popularity_priors():
   # Lately z is popular and x is not: log P_recent - log P, one value per vocabulary row.
   shift = np.array([-2.0, 0.0, 3.0, 0.0, 0.0], np.float32)
   until, day = 1_000_000, 86400  # the recent window: the 10 days before until
-  serving = RetrievalServing(model, tft_layer, users, items, k=3, index='brute_force',
-                             audience_k=3, item_log_prob=log_prob, cold_start_weight=0.5,
-                             recency_shift=shift, recency_weight=0.1, history_weight=2.0,
-                             history_length=2, recent_popularity_weight=0.25,
-                             recent_until=until, recent_window_days=10)
+  settings = dict(k=3, index='brute_force', audience_k=3, item_log_prob=log_prob,
+                  cold_start_weight=0.5, recency_shift=shift, recency_weight=0.1,
+                  history_weight=2.0, history_length=2, recent_popularity_weight=0.25,
+                  recent_until=until, recent_window_days=10)
+  serving = RetrievalServing(model, tft_layer, users, items, **settings)
   queries = serving.embed_users(tf.constant(['a', 'c', 'unknown']))['embeddings'].numpy()
   scale = -np.log(1e-3)  # the largest |log P|: the item column stays within [-1, 0]
   np.testing.assert_allclose(queries[:, -2], [0.25 * scale, 0.75 * scale, 0.75 * scale],
@@ -509,6 +509,23 @@ def test_retrieval_export_adds_the_popularity_priors():
   np.testing.assert_allclose(with_history[:, :-2], plain[:, :-2] + moved, rtol=1e-5,
                              atol=1e-6)
   np.testing.assert_allclose(with_history[:, -2:], plain[:, -2:], rtol=1e-6)
+  # With a history encoder (models/sequence.py) its query replaces the mean: it reads the
+  # same known items, most recent first, and an empty history still moves nothing.
+  from models.sequence import HistoryEncoder
+  encoder = HistoryEncoder(4, 8)
+  with_encoder = RetrievalServing(model, tft_layer, users, items, history_encoder=encoder,
+                                  **settings)
+  encoded = with_encoder.embed_users_with_history(
+      tf.constant(['a', 'c', 'b']),
+      tf.constant([['x', 'nope', 'z', 'y'], ['', 'y', '', ''], ['', '', '', '']])
+  )['embeddings'].numpy()
+  vectors = np.stack([[items_tower(['x'])[0], np.zeros(4)], [np.zeros(4), items_tower(['y'])[0]],
+                      [np.zeros(4), np.zeros(4)]]).astype(np.float32)
+  mask = np.array([[True, False], [False, True], [False, False]])
+  query = encoder(tf.constant(vectors), mask=tf.constant(mask)).numpy()
+  np.testing.assert_allclose(encoded[:, :-2], plain[:, :-2] + 2.0 * query, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(encoded[2], plain[2], rtol=1e-6)
+  np.testing.assert_allclose(encoded[:, -2:], plain[:, -2:], rtol=1e-6)
   # A request at or after until gets what embed_users gives; one from 5 days before, half
   # of a known user's prior columns; from 10 days or more before, the towers alone. A new
   # user keeps the columns at any time.
