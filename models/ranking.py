@@ -29,6 +29,7 @@ from models import data, optimizers, tracing, warm_start
 from models.rating_baseline import RatingBaseline
 from models.feature_store import FeatureStore, build_stores, item_features
 from models.history import training_callbacks
+from models.request_time import NOW, covered_share, recent_window, window_seconds
 from models.towers import Encoder, mlp, table_penalty
 from models.warmup import write_warmup
 from core import features as F
@@ -36,6 +37,8 @@ from core import served
 from core.configs import RankingConfig, config_from_dict
 
 SIGNATURE = 'rank'
+# rank for requests made at a given time (RankingServing.rank_at).
+RANK_AT_SIGNATURE = 'rank_at'
 RATING = 'rating'
 # P(engage) under the training's negative sampling: an ordering score, not a calibrated
 # probability; and its logit, for blending with other scores.
@@ -157,7 +160,10 @@ class RankingModel(tfrs.Model):
         loss=keras.losses.BinaryCrossentropy(from_logits=True),
         metrics=[keras.metrics.AUC(from_logits=True, name='auc')])
 
-  def call(self, features: Dict[str, tf.Tensor], training: bool = False) -> Dict[str, tf.Tensor]:
+  def call(self, features: Dict[str, tf.Tensor], training: bool = False,
+           baseline_share: Optional[tf.Tensor] = None) -> Dict[str, tf.Tensor]:
+    """``baseline_share`` (per row, in [0, 1]) scales the baseline's weight in the served
+    rating: the request's covered share (models/request_time.py); None: all of it."""
     user = self.user_encoder(features, training=training)
     item = self.item_encoder(features, training=training)
     ids = (features[self.user_key], features[self.item_key])
@@ -166,6 +172,8 @@ class RankingModel(tfrs.Model):
       rating = self.rating_head(user, item, *ids, training=training)
       if self.rating_baseline is not None and not training:
         weight = self.config.baseline_weight
+        if baseline_share is not None:
+          weight *= tf.reshape(baseline_share, tf.shape(rating))
         rating = (1.0 - weight) * rating + weight * self.rating_baseline(*ids)
       out[RATING] = rating if training else tf.clip_by_value(rating, self.rating_min,
                                                              self.rating_max)
@@ -243,36 +251,61 @@ class RankingModel(tfrs.Model):
 
 
 class RankingServing(tf.Module):
-  """What the ranking SavedModel holds: stores, the Transform layer and the ranking model."""
+  """What the ranking SavedModel holds: stores, the Transform layer and the ranking model.
 
-  def __init__(self, model: RankingModel, tft_layer, users: FeatureStore, items: FeatureStore):
+  The baseline blended into the rating hedges for the future beyond the end of train; a
+  request dated before it gets the baseline in proportion to the share of its recent window
+  that train's last window covers (models/request_time.py): ``rank_at``, and
+  ``serving_default`` for examples with a ``timestamp`` (TFMA's eval rows). ``rank`` is a
+  request made now.
+  """
+
+  def __init__(self, model: RankingModel, tft_layer, users: FeatureStore, items: FeatureStore,
+               recent_until: Optional[int] = None, recent_window_days: Optional[int] = None):
     super().__init__()
     self.model = model
     self.tft_layer = tft_layer
     self.users = users
     self.items = items
+    self._recent_until = int(recent_until or 0)
+    self._recent_window = window_seconds(recent_window_days) if recent_until is not None else 0.0
+
+  def _rank(self, user_id, item_id, request_time=None):
+    raw = dict(self.users.lookup(user_id))
+    raw.update(self.items.lookup(item_id))
+    share = (None if request_time is None else
+             covered_share(request_time, self._recent_until, self._recent_window))
+    return self.model(self.tft_layer(raw), baseline_share=share)
 
   @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='user_id'),
                                 tf.TensorSpec([None], tf.string, name='item_id')])
   def rank(self, user_id, item_id):
     """rating (when trained with one), engagement and engagement_logit, float32 [batch]."""
-    raw = dict(self.users.lookup(user_id))
-    raw.update(self.items.lookup(item_id))
-    return self.model(self.tft_layer(raw))
+    return self._rank(user_id, item_id)
+
+  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='user_id'),
+                                tf.TensorSpec([None], tf.string, name='item_id'),
+                                tf.TensorSpec([None], tf.int64, name=F.REQUEST_TIME)])
+  def rank_at(self, user_id, item_id, request_time):
+    """``rank`` for requests made at ``request_time`` (Unix seconds, one per pair)."""
+    return self._rank(user_id, item_id, request_time)
 
   @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='examples')])
   def serve_examples(self, examples):
     """serving_default for TFMA: serialized raw examples -> one output, the predicted rating,
-    or (implicit feedback) the engagement probability."""
+    or (implicit feedback) the engagement probability. An example's ``timestamp`` is its
+    request time (none: now)."""
     parsed = tf.io.parse_example(examples, {
         F.USER_ID: tf.io.FixedLenFeature([], tf.string, default_value=''),
-        F.ITEM_ID: tf.io.FixedLenFeature([], tf.string, default_value='')})
-    out = self.rank(parsed[F.USER_ID], parsed[F.ITEM_ID])
+        F.ITEM_ID: tf.io.FixedLenFeature([], tf.string, default_value=''),
+        F.TIMESTAMP: tf.io.FixedLenFeature([], tf.int64, default_value=NOW)})
+    out = self._rank(parsed[F.USER_ID], parsed[F.ITEM_ID], parsed[F.TIMESTAMP])
     key = RATING if RATING in out else ENGAGEMENT
     return {key: out[key]}
 
   def signatures(self):
     return {SIGNATURE: self.rank.get_concrete_function(),
+            RANK_AT_SIGNATURE: self.rank_at.get_concrete_function(),
             'serving_default': self.serve_examples.get_concrete_function()}
 
 
@@ -365,13 +398,17 @@ def run_fn(fn_args) -> None:
                                  base_model=fn_args.base_model)
   warm_start.save(model, model.row_vocabularies(), tft_output, fn_args.serving_model_dir)
   warm_start.write_report(fn_args.model_run_dir, report)
-  serving = RankingServing(model, tft_output.transform_features_layer(), users, items)
+  until, window = recent_window(fn_args.train_files)
+  serving = RankingServing(model, tft_output.transform_features_layer(), users, items,
+                           recent_until=until, recent_window_days=window)
   tracing.save(serving, fn_args.serving_model_dir, signatures=serving.signatures())
   sample = min(8, len(users.ids.numpy()), len(items.ids.numpy()))
   user_ids = users.ids.numpy()[:sample].astype(bytes)
   item_ids = items.ids.numpy()[:sample].astype(bytes)
   write_warmup(fn_args.serving_model_dir, {
       SIGNATURE: {'user_id': user_ids, 'item_id': item_ids},
+      RANK_AT_SIGNATURE: {'user_id': user_ids, 'item_id': item_ids,
+                          F.REQUEST_TIME: np.full(sample, until, np.int64)},
       'serving_default': {'examples': serialized_examples(user_ids, item_ids)}})
   if custom.get(served.REFIT_KEY) and fn_args.base_model:
     # A refit: the next run's gates compare with the candidate, which never saw this eval.

@@ -19,6 +19,7 @@ from models import averaging, data, optimizers, sequence, warm_start
 from models.feature_store import FeatureStore, build_stores, item_features
 from models.history import training_callbacks
 from models.index import make_index
+from models.request_time import covered_share, window_seconds
 from models.towers import Tower, member_outputs, members_of, towers
 from models.warmup import write_warmup
 from core import features as F
@@ -187,8 +188,7 @@ class RetrievalServing(tf.Module):
     # Python values, traced into the signatures as constants. Without a window the recency
     # term spans all of train, so every request gets all of it (request_weight 1).
     self._recent_until = int(recent_until or 0)
-    self._recent_window = (float(recent_window_days * recent_popularity.DAY)
-                           if recent_until is not None and recent_window_days else 0.0)
+    self._recent_window = window_seconds(recent_window_days) if recent_until is not None else 0.0
     self.history_weight = tf.constant(float(history_weight), tf.float32)
     self.history_length = int(history_length)
     self.tft_layer = tft_layer
@@ -242,23 +242,20 @@ class RetrievalServing(tf.Module):
   def _user_towers(self, user_id):
     return {'embeddings': self.query_tower(self.tft_layer(self.users.lookup(user_id)))}
 
-  def _embed_users(self, user_id, request_time=None):
+  def _embed_users(self, user_id, times=None):
     features = self.tft_layer(self.users.lookup(user_id))
     ids = tf.reshape(features[self.user_key], [-1])
     is_cold = tf.cast(ids >= self.user_oov, tf.int32)
     priors = tf.stack([tf.gather(self.prior_weights, is_cold),
                        tf.gather(self.recency_weights, is_cold)], 1)
-    if request_time is not None:
-      covered = self.request_weight(request_time)
+    if times is not None:
+      covered = self.request_weight(times)
       priors *= tf.where(is_cold > 0, tf.ones_like(covered), covered)[:, tf.newaxis]
     return {'embeddings': tf.concat([self.query_tower(features), priors], 1)}
 
-  def request_weight(self, request_time):
+  def request_weight(self, times):
     """Share of a request's recent window that the served recency columns describe."""
-    if not self._recent_window:
-      return tf.ones(tf.shape(request_time), tf.float32)
-    lag = tf.cast(self._recent_until - request_time, tf.float64)
-    return tf.cast(tf.clip_by_value(1.0 - lag / self._recent_window, 0.0, 1.0), tf.float32)
+    return covered_share(times, self._recent_until, self._recent_window)
 
   @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='user_id')])
   def embed_users(self, user_id):

@@ -271,6 +271,12 @@ def test_served_rating_blends_the_head_with_the_baseline_fitted_apart():
   assert np.std(baseline) > 0.5  # the pairs' biases, not the mean
   np.testing.assert_allclose(model(b)[RATING].numpy(),
                              np.clip(0.75 * head + 0.25 * baseline, 1, 5), rtol=1e-5)
+  # A request's covered share scales the baseline's weight per row (RankingServing's
+  # request time): 0 leaves the head alone, 1 is the full blend.
+  share = tf.constant([0.0, 1.0, 0.5, 0.0])
+  weight = 0.25 * share.numpy()
+  np.testing.assert_allclose(model(b, baseline_share=share)[RATING].numpy(),
+                             np.clip((1 - weight) * head + weight * baseline, 1, 5), rtol=1e-5)
   # The head's loss ignores the baseline: fitting it leaves the training prediction alone.
   np.testing.assert_allclose(model(b, training=True)[RATING].numpy(), head, rtol=1e-6)
   alone = RankingModel(USERS, ITEMS, dataclasses.replace(config, baseline_weight=0.0),

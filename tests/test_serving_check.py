@@ -262,7 +262,7 @@ def test_a_broken_model_is_not_blessed(tiny_examples, tmp_path, fault, reason):
 
 
 @pytest.mark.parametrize('node,expected', [
-    ('RankingServingCheck', {'new_user:rank', 'unknown_user:serving_default',
+    ('RankingServingCheck', {'new_user:rank', 'unknown_user:serving_default', 'new_user:rank_at',
                              'unknown_item:rank', 'batch_256:rank'}),
     ('RetrievalServingCheck', {'known_user:retrieve', 'unknown_user:retrieve',
                                'batch_256:retrieve', 'known_user:embed_users_with_history',

@@ -30,7 +30,8 @@ SIGNATURES = {
                   'embed_users_with_history': ('user_id', 'history_item_ids'),
                   'embed_users_at': ('user_id', 'request_time'),
                   'retrieve_at': ('user_id', 'request_time')},
-    'ranking': {'rank': ('user_id', 'item_id'), 'serving_default': ('examples',)},
+    'ranking': {'rank': ('user_id', 'item_id'), 'serving_default': ('examples',),
+                'rank_at': ('user_id', 'item_id', 'request_time')},
     'feed': {'recommend': ('user_id',), 'serving_default': ('user_id',),
              'recommend_excluding': ('user_id', 'exclude_item_ids'),
              'recommend_with_history': ('user_id', 'history_item_ids')},
@@ -320,6 +321,16 @@ def probe(model_dir: str, spec: Dict[str, Any], load_scann: bool = False) -> Dic
       problems.append('retrieve_at now differs from retrieve')
     return problems
 
+  def rank_at_now(users, items):
+    """rank_at for requests made after training gives rank's answers."""
+    pairs = dict(user_id=np.array(users, dtype=object), item_id=np.array(items, dtype=object))
+    plain = _call(model, 'rank', **pairs)
+    out = _call(model, 'rank_at', request_time=np.full(len(users), 2 ** 40, np.int64), **pairs)
+    problems = check_ratings(out, len(users))
+    if not problems and any(not np.allclose(out[k], plain[k], atol=1e-5) for k in plain):
+      problems.append('rank_at after training differs from rank')
+    return problems
+
   for request in spec['requests']:
     name, users = request['name'], request.get('user_id')
     if kind == 'feed':
@@ -347,6 +358,7 @@ def probe(model_dir: str, spec: Dict[str, Any], load_scann: bool = False) -> Dic
       checks.run(f'{name}:serving_default', lambda u=users, i=items: check_ratings(_call(
           model, 'serving_default', examples=_serialized_examples(u, i)), len(u),
           SERVING_DEFAULT_OUTPUTS))
+      checks.run(f'{name}:rank_at', lambda u=users, i=items: rank_at_now(u, i))
   if widths:
     checks.add('same_list_width', [] if len(set(widths.values())) == 1
                else [f'list widths differ between requests: {widths}'])

@@ -1,0 +1,45 @@
+"""The request's time (models/request_time.py): the share of its window the models' hedges
+cover, and the window both trainers read from train."""
+import numpy as np
+import pandas as pd
+import pytest
+import tensorflow as tf
+
+from core import recent_popularity
+from models import request_time
+
+DAY = recent_popularity.DAY
+
+
+def test_the_share_falls_from_one_to_zero_over_the_window_before_until():
+  until, window = 100 * DAY, 10 * DAY
+  times = tf.constant([until + 5 * DAY, until, until - DAY, until - 5 * DAY, until - 10 * DAY,
+                       until - 50 * DAY, request_time.NOW], tf.int64)
+  share = request_time.covered_share(times, until, float(window)).numpy()
+  np.testing.assert_allclose(share, [1, 1, 0.9, 0.5, 0, 0, 1], atol=1e-6)
+  # No window (the hedge spans all of train): every request gets all of it.
+  assert np.all(request_time.covered_share(times, until, 0.0).numpy() == 1)
+
+
+def test_the_window_is_the_recent_popularity_lists(tmp_path):
+  # Whatever the window, it is the one choose_window picks over the same rows.
+  rows = ([('o%d' % n, 'a', n) for n in range(40)] + [('p%d' % n, 'b', n) for n in range(30)]
+          + [('u%d' % n, 'c', 100 * DAY + n) for n in range(40)])
+  frame = pd.DataFrame(rows, columns=['user_id', 'item_id', 'timestamp'])
+  path = tmp_path / 'train.tfrecord'
+  with tf.io.TFRecordWriter(str(path), options='GZIP') as writer:  # as ExampleGen writes
+    for user, item, time in rows:
+      feature = {
+          'user_id': tf.train.Feature(bytes_list=tf.train.BytesList(value=[user.encode()])),
+          'item_id': tf.train.Feature(bytes_list=tf.train.BytesList(value=[item.encode()])),
+          'timestamp': tf.train.Feature(int64_list=tf.train.Int64List(value=[time]))}
+      writer.write(tf.train.Example(features=tf.train.Features(feature=feature))
+                   .SerializeToString())
+  until, window = request_time.recent_window([str(path)])
+  assert until == frame['timestamp'].max() + 1
+  _, items = np.unique(frame['item_id'], return_inverse=True)
+  expected, _ = recent_popularity.choose_window(frame['user_id'].to_numpy(), items,
+                                                frame['timestamp'].to_numpy(), 3)
+  assert window == expected
+  assert request_time.window_seconds(window) == pytest.approx(window * DAY)
+  assert request_time.window_seconds(None) == 0.0
