@@ -41,5 +41,5 @@ def test_the_window_is_the_recent_popularity_lists(tmp_path):
   expected, _ = recent_popularity.choose_window(frame['user_id'].to_numpy(), items,
                                                 frame['timestamp'].to_numpy(), 3)
   assert window == expected
-  assert request_time.window_seconds(window) == pytest.approx(window * DAY)
+  assert request_time.window_seconds(14) == pytest.approx(14 * DAY)
   assert request_time.window_seconds(None) == 0.0
