@@ -11,6 +11,7 @@ split; docs/quality.md ("A trained history query") has what it adds.
 
 Library code of the retrieval Trainer: it knows nothing of TFX.
 """
+import time
 from typing import Any, Callable, Dict, Tuple
 
 import numpy as np
@@ -69,6 +70,7 @@ def fit(item_vectors: np.ndarray, history: np.ndarray, target: np.ndarray, units
     max_examples: at most this many pairs, drawn at random with ``seed`` (0: all), so that
       the cost stays bounded as the data grows.
   """
+  start = time.perf_counter()
   rng = np.random.default_rng(seed)
   if max_examples and len(target) > max_examples:
     pick = rng.choice(len(target), max_examples, replace=False)
@@ -106,7 +108,8 @@ def fit(item_vectors: np.ndarray, history: np.ndarray, target: np.ndarray, units
       total += float(step(rows, next_rows))
       steps += 1
     losses.append(total / max(1, steps))
-  return encoder, {'examples': int(len(target)), 'epochs': epochs, 'loss': losses}
+  return encoder, {'examples': int(len(target)), 'epochs': epochs, 'loss': losses,
+                   'seconds': round(time.perf_counter() - start, 1)}
 
 
 def item_vectors(embed: Callable[[tf.Tensor], tf.Tensor], ids: np.ndarray,
