@@ -29,7 +29,7 @@ from models import data, optimizers, tracing, warm_start
 from models.rating_baseline import RatingBaseline
 from models.feature_store import FeatureStore, build_stores, item_features
 from models.history import training_callbacks
-from models.request_time import NOW, covered_share, recent_window, window_seconds
+from models.request_time import NOW, covered_share, train_window, window_seconds
 from models.towers import Encoder, mlp, table_penalty
 from models.warmup import write_warmup
 from core import features as F
@@ -398,7 +398,7 @@ def run_fn(fn_args) -> None:
                                  base_model=fn_args.base_model)
   warm_start.save(model, model.row_vocabularies(), tft_output, fn_args.serving_model_dir)
   warm_start.write_report(fn_args.model_run_dir, report)
-  until, window = recent_window(fn_args.train_files)
+  until, window = train_window(fn_args.train_files)
   serving = RankingServing(model, tft_output.transform_features_layer(), users, items,
                            recent_until=until, recent_window_days=window)
   tracing.save(serving, fn_args.serving_model_dir, signatures=serving.signatures())

@@ -9,7 +9,7 @@ request (at or after until), 0 for one dated long before it (a replay, a backfil
 hold-out), where the model learnt the period itself and the hedge only costs
 (docs/quality.md, "Request time").
 """
-from typing import Optional, Tuple
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -31,17 +31,30 @@ def covered_share(request_time: tf.Tensor, until: int, window_seconds: float) ->
   return tf.cast(tf.clip_by_value(1.0 - lag / window_seconds, 0.0, 1.0), tf.float32)
 
 
-def recent_window(train_files) -> Tuple[int, Optional[int]]:
-  """(until, window in days or None for all of train) of the train split: the window of the
+def recent_window(users: np.ndarray, item_rows: np.ndarray, times: np.ndarray, n_items: int
+                  ) -> Tuple[int, Optional[int]]:
+  """(until, window in days or None for all of train) of train's rows: the window of the
   recent-popularity list, which the retrieval export's recency term also uses."""
-  table = data.read_table(train_files, [F.USER_ID, F.ITEM_ID, F.TIMESTAMP])
-  times = table[F.TIMESTAMP].astype(np.int64)
+  times = np.asarray(times, np.int64)
   if not len(times):
     return 0, None
-  _, items = np.unique(table[F.ITEM_ID].astype(str), return_inverse=True)
-  window, _ = recent_popularity.choose_window(table[F.USER_ID].astype(str), items.reshape(-1),
-                                              times, int(items.max()) + 1)
+  window, _ = recent_popularity.choose_window(users, item_rows, times, n_items)
   return int(times.max()) + 1, window
+
+
+def read_train_table(train_files) -> Dict[str, np.ndarray]:
+  """The train split's users and items (str) and timestamps (int64), one entry per row."""
+  table = data.read_table(train_files, [F.USER_ID, F.ITEM_ID, F.TIMESTAMP])
+  return {F.USER_ID: table[F.USER_ID].astype(str), F.ITEM_ID: table[F.ITEM_ID].astype(str),
+          F.TIMESTAMP: table[F.TIMESTAMP].astype(np.int64)}
+
+
+def train_window(train_files) -> Tuple[int, Optional[int]]:
+  """recent_window of the train split's files."""
+  table = read_train_table(train_files)
+  _, items = np.unique(table[F.ITEM_ID], return_inverse=True)
+  return recent_window(table[F.USER_ID], items.reshape(-1), table[F.TIMESTAMP],
+                       int(items.max()) + 1 if len(items) else 0)
 
 
 def window_seconds(window_days: Optional[int]) -> float:

@@ -19,11 +19,13 @@ from models import averaging, data, optimizers, sequence, warm_start
 from models.feature_store import FeatureStore, build_stores, item_features
 from models.history import training_callbacks
 from models.index import make_index
-from models.request_time import covered_share, window_seconds
+from models.request_time import (covered_share, read_train_table, recent_window,
+                                 window_seconds)
 from models.towers import Tower, member_outputs, members_of, towers
 from models.warmup import write_warmup
 from core import features as F
 from core import recent_popularity, served
+from core.artifacts import embed
 from core.configs import RetrievalConfig, config_from_dict
 
 SIGNATURE = 'retrieve'
@@ -353,28 +355,26 @@ def cold_start_weight(config: RetrievalConfig) -> float:
   return config.new_user_popularity_weight if config.popularity_correction else 0.0
 
 
-def item_recency_shift(tft_output: tft.TFTransformOutput, train_files, config: RetrievalConfig
-                       ) -> Tuple[np.ndarray, Dict[str, Any]]:
+def item_recency_shift(tft_output: tft.TFTransformOutput, table: Dict[str, np.ndarray],
+                       config: RetrievalConfig) -> Tuple[np.ndarray, Dict[str, Any]]:
   """log P_recent(item) - log P(item), indexed like the item id vocabulary (OOV rows: 0).
 
-  P_recent counts the train interactions of the recent window that best predicts the latest
-  train rows from the earlier ones (core.recent_popularity, the window of the
-  recent-popularity list); P counts all of train. Both are smoothed by one interaction per
-  item, so that an item nobody touched lately is pushed down, not removed. Returns the shift
-  and a description (the window) for the training report.
+  P_recent counts the train interactions (``table``: request_time.read_train_table) of the
+  recent window that best predicts the latest train rows from the earlier ones
+  (request_time.recent_window, the window of the recent-popularity list); P counts all of
+  train. Both are smoothed by one interaction per item, so that an item nobody touched
+  lately is pushed down, not removed. Returns the shift and a description (the window) for
+  the training report.
   """
   vocab = [t.decode() if isinstance(t, bytes) else t
            for t in tft_output.vocabulary_by_name(F.vocabulary_name(F.ITEM_ID))]
   row = {item: i for i, item in enumerate(vocab)}
-  table = data.read_table(train_files, [F.USER_ID, F.ITEM_ID, F.TIMESTAMP])
-  items = np.array([row.get(str(i), -1) for i in table[F.ITEM_ID]], dtype=np.int64)
+  items = np.array([row.get(i, -1) for i in table[F.ITEM_ID]], dtype=np.int64)
   known = items >= 0
-  users = table[F.USER_ID].astype(str)[known]
-  times = table[F.TIMESTAMP].astype(np.int64)[known]
+  times = table[F.TIMESTAMP][known]
   items = items[known]
   n = len(vocab)
-  window, shares = recent_popularity.choose_window(users, items, times, n)
-  until = int(times.max()) + 1 if len(times) else 0
+  until, window = recent_window(table[F.USER_ID][known], items, times, n)
   recent = recent_popularity.counts(items, times, n, until, window) + 1.0
   overall = np.bincount(items, minlength=n).astype(np.float64) + 1.0
   shift = np.log(recent / recent.sum()) - np.log(overall / overall.sum())
@@ -419,10 +419,11 @@ def train(fn_args, tft_output: tft.TFTransformOutput, config: RetrievalConfig,
 
 
 def history_query(model: TwoTowerModel, tft_output: tft.TFTransformOutput,
-                  items: FeatureStore, train_files, config: RetrievalConfig
+                  items: FeatureStore, table: Dict[str, np.ndarray], config: RetrievalConfig
                   ) -> Tuple[Optional[sequence.HistoryEncoder], Dict[str, Any]]:
-  """The history encoder of ``config`` trained on the train split's (latest items, next
-  item) pairs over the trained item tower, and its description (None for 'mean')."""
+  """The history encoder of ``config`` trained on the train split's (``table``) (latest
+  items, next item) pairs over the trained item tower, and its description (None for
+  'mean')."""
   if config.history_encoder not in HISTORY_ENCODERS:
     raise ValueError(f'history_encoder {config.history_encoder!r}: expected one of '
                      f'{HISTORY_ENCODERS}')
@@ -430,15 +431,13 @@ def history_query(model: TwoTowerModel, tft_output: tft.TFTransformOutput,
     return None, {'encoder': 'mean'}
   ids = items.ids.numpy()
   row = {item.decode() if isinstance(item, bytes) else item: i for i, item in enumerate(ids)}
-  table = data.read_table(train_files, [F.USER_ID, F.ITEM_ID, F.TIMESTAMP])
-  rows = np.array([row.get(str(i), -1) for i in table[F.ITEM_ID]], np.int64)
+  rows = np.array([row.get(i, -1) for i in table[F.ITEM_ID]], np.int64)
   known = rows >= 0
   history, target = sequence.next_item_examples(
-      table[F.USER_ID].astype(str)[known], rows[known],
-      table[F.TIMESTAMP].astype(np.int64)[known], config.history_length)
+      table[F.USER_ID][known], rows[known], table[F.TIMESTAMP][known], config.history_length)
   tft_layer = tft_output.transform_features_layer()
-  vectors = sequence.item_vectors(
-      lambda batch: model.candidate_tower(tft_layer(items.lookup(batch))), ids)
+  vectors = embed(lambda batch: {'embeddings': model.candidate_tower(
+      tft_layer(items.lookup(batch)))}, ids, batch=8192)
   encoder, report = sequence.fit(vectors, history, target, config.history_units,
                                  config.history_epochs, max_examples=config.history_max_examples,
                                  seed=config.seed)
@@ -451,10 +450,11 @@ def serving_model(model: TwoTowerModel, tft_output: tft.TFTransformOutput, users
   """What the Trainer exports (and benchmarks/sweep.py scores): the trained towers with the
   popularity priors and the history query of ``config``; returns it and a description
   ({'recency': the recency term's, 'history_query': the encoder's})."""
-  shift, recency = (item_recency_shift(tft_output, train_files, config)
+  table = read_train_table(train_files)  # read once for both
+  shift, recency = (item_recency_shift(tft_output, table, config)
                     if (config.recency_weight or cold_start_weight(config)
                         or config.recent_popularity_weight) else (None, {}))
-  encoder, history = history_query(model, tft_output, items, train_files, config)
+  encoder, history = history_query(model, tft_output, items, table, config)
   serving = RetrievalServing(model, tft_output.transform_features_layer(), users, items,
                              k=config.top_k, index=index or config.index,
                              audience_k=config.audience_k,

@@ -12,7 +12,7 @@ split; docs/quality.md ("A trained history query") has what it adds.
 Library code of the retrieval Trainer: it knows nothing of TFX.
 """
 import time
-from typing import Any, Callable, Dict, Tuple
+from typing import Any, Dict, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -111,9 +111,3 @@ def fit(item_vectors: np.ndarray, history: np.ndarray, target: np.ndarray, units
   return encoder, {'examples': int(len(target)), 'epochs': epochs, 'loss': losses,
                    'seconds': round(time.perf_counter() - start, 1)}
 
-
-def item_vectors(embed: Callable[[tf.Tensor], tf.Tensor], ids: np.ndarray,
-                 batch: int = 8192) -> np.ndarray:
-  """[len(ids), d]: ``embed`` (ids -> item tower vectors) over the catalogue in batches."""
-  parts = [embed(tf.constant(ids[i:i + batch])).numpy() for i in range(0, len(ids), batch)]
-  return np.concatenate(parts) if parts else np.zeros([0, 0], np.float32)

@@ -22,10 +22,12 @@ def test_the_share_falls_from_one_to_zero_over_the_window_before_until():
 
 
 def test_the_window_is_the_recent_popularity_lists(tmp_path):
-  # Whatever the window, it is the one choose_window picks over the same rows.
-  rows = ([('o%d' % n, 'a', n) for n in range(40)] + [('p%d' % n, 'b', n) for n in range(30)]
-          + [('u%d' % n, 'c', 100 * DAY + n) for n in range(40)])
-  frame = pd.DataFrame(rows, columns=['user_id', 'item_id', 'timestamp'])
+  # 120 items rated 5 times each in the first days, then item c lately: 4 times the day
+  # before the latest 20% of rows, which are all c. All of train ranks c 121st, past the
+  # list's 100; a window that leaves the first days out ranks it first.
+  rows = ([(f'o{i}-{n}', f'a{i}', n * 3600) for i in range(120) for n in range(5)]
+          + [(f'p{n}', 'c', 99 * DAY + n) for n in range(4)]
+          + [(f'q{n}', 'c', 100 * DAY + n) for n in range(151)])
   path = tmp_path / 'train.tfrecord'
   with tf.io.TFRecordWriter(str(path), options='GZIP') as writer:  # as ExampleGen writes
     for user, item, time in rows:
@@ -35,11 +37,13 @@ def test_the_window_is_the_recent_popularity_lists(tmp_path):
           'timestamp': tf.train.Feature(int64_list=tf.train.Int64List(value=[time]))}
       writer.write(tf.train.Example(features=tf.train.Features(feature=feature))
                    .SerializeToString())
-  until, window = request_time.recent_window([str(path)])
-  assert until == frame['timestamp'].max() + 1
+  until, window = request_time.train_window([str(path)])
+  assert until == 100 * DAY + 151
+  frame = pd.DataFrame(rows, columns=['user_id', 'item_id', 'timestamp'])
   _, items = np.unique(frame['item_id'], return_inverse=True)
-  expected, _ = recent_popularity.choose_window(frame['user_id'].to_numpy(), items,
-                                                frame['timestamp'].to_numpy(), 3)
-  assert window == expected
+  expected, shares = recent_popularity.choose_window(
+      frame['user_id'].to_numpy(), items, frame['timestamp'].to_numpy(), items.max() + 1)
+  assert window == expected and window is not None and shares[None] < shares[window]
+  assert request_time.recent_window(np.array([]), np.array([]), np.array([]), 0) == (0, None)
   assert request_time.window_seconds(14) == pytest.approx(14 * DAY)
   assert request_time.window_seconds(None) == 0.0
