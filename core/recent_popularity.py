@@ -19,29 +19,16 @@ WINDOWS_DAYS: Tuple[Optional[int], ...] = (3, 7, 14, 30, 60, 90, 180, None)
 
 
 def time_cut(timestamps: np.ndarray, eval_share: float) -> int:
-  """The first timestamp of the latest ``eval_share`` of the rows.
+  """The first timestamp of the latest ``eval_share`` of the rows: the timestamp of row
+  ``int(n * (1 - eval_share))`` of the rows sorted by time.
 
   Rows at or after it are the latest ones (ties at the cut go with them), rows before it the
-  past: the rule of the ingestion's time split (time_cut_from_counts).
+  past: the rule of the ingestion's time split (transforms.ingestion.TimeCut).
   """
-  values, counts_ = np.unique(np.asarray(timestamps, dtype=np.int64), return_counts=True)
-  return time_cut_from_counts(zip(values, counts_), eval_share)
-
-
-def time_cut_from_counts(timestamp_counts: Iterable[Tuple[int, int]], eval_share: float) -> int:
-  """time_cut from (timestamp, number of rows) pairs, the form a distributed count gives:
-  the timestamp of row ``int(n * (1 - eval_share))`` of the rows sorted by time."""
-  pairs = sorted((int(t), int(c)) for t, c in timestamp_counts)
-  total = sum(c for _, c in pairs)
-  if not total:
+  ordered = np.sort(np.asarray(timestamps, dtype=np.int64))
+  if not len(ordered):
     raise ValueError('no timestamps to cut')
-  position = min(total - 1, int(total * (1.0 - eval_share)))
-  seen = 0
-  for timestamp, count in pairs:
-    seen += count
-    if seen > position:
-      return timestamp
-  return pairs[-1][0]
+  return int(ordered[min(len(ordered) - 1, int(len(ordered) * (1.0 - eval_share)))])
 
 
 def counts(item_rows: np.ndarray, timestamps: np.ndarray, n_items: int, until: int,
@@ -62,17 +49,38 @@ def ranks_unseen(scores: np.ndarray, target: np.ndarray, seen: Sequence[np.ndarr
   The rule of core.retrieval_metrics.rank_of_target (ties count against the target), without
   building a row of the catalogue per eval row: a million items stay cheap.
   """
+  lengths = np.fromiter((len(rows) for rows in seen), dtype=np.int64, count=len(seen))
+  rows = np.arange(len(seen), dtype=np.int64)
+  items = (np.concatenate([np.asarray(r, dtype=np.int64) for r in seen]) if lengths.sum()
+           else np.zeros([0], np.int64))
+  return ranks_unseen_of_users(scores, target, rows, np.repeat(rows, lengths), items)
+
+
+def ranks_unseen_of_users(scores: np.ndarray, target: np.ndarray, row_user: np.ndarray,
+                          seen_user: np.ndarray, seen_item: np.ndarray) -> np.ndarray:
+  """ranks_unseen with the earlier items given once per user rather than once per row:
+  ``row_user`` is each eval row's user and (``seen_user``, ``seen_item``) the pairs met
+  before, users as integer codes. Rows of one user share one sorted run of that user's
+  items, so a user with many rows and a long history costs its history once, not per row.
+  """
   scores = np.asarray(scores, dtype=np.float64)
   target = np.asarray(target, dtype=np.int64)
-  ordered = np.sort(scores)
-  target_scores = scores[target]
-  # Items scoring >= the target, the target itself left out.
-  ranks = len(scores) - np.searchsorted(ordered, target_scores, side='left') - 1
-  for r, rows in enumerate(seen):
-    if len(rows):
-      rows = rows[rows != target[r]]
-      ranks[r] -= int(np.sum(scores[rows] >= target_scores[r]))
-  return ranks
+  row_user = np.asarray(row_user, dtype=np.int64)
+  n = len(scores)
+  # level[i]: how many items score below item i; "scores at least the target" is
+  # level >= the target's level, ties included.
+  level = np.searchsorted(np.sort(scores), scores, side='left')
+  ranks = n - level[target] - 1  # items scoring >= the target, the target left out
+  pairs = np.unique(np.asarray(seen_user, np.int64) * n + np.asarray(seen_item, np.int64))
+  keys = np.sort(pairs // n * (n + 1) + level[pairs % n])
+  ahead = (np.searchsorted(keys, (row_user + 1) * (n + 1), side='left')
+           - np.searchsorted(keys, row_user * (n + 1) + level[target], side='left'))
+  # The target among the user's earlier items counted itself.
+  if len(pairs):
+    own = row_user * n + target
+    found = np.minimum(np.searchsorted(pairs, own), len(pairs) - 1)
+    ranks = ranks + (pairs[found] == own)
+  return ranks - ahead
 
 
 def top_k_share(scores: np.ndarray, target: np.ndarray, seen: Sequence[np.ndarray],
@@ -80,13 +88,6 @@ def top_k_share(scores: np.ndarray, target: np.ndarray, seen: Sequence[np.ndarra
   if not len(target):
     return 0.0
   return float(np.mean(ranks_unseen(scores, target, seen) < k))
-
-
-def _seen_rows(users: np.ndarray, items: np.ndarray) -> Dict[object, np.ndarray]:
-  order = np.argsort(users, kind='stable')
-  users, items = np.asarray(users)[order], np.asarray(items)[order]
-  keys, starts = np.unique(users, return_index=True)
-  return dict(zip(keys, np.split(items, starts[1:])))
 
 
 def choose_window(users: np.ndarray, item_rows: np.ndarray, timestamps: np.ndarray,
@@ -97,15 +98,17 @@ def choose_window(users: np.ndarray, item_rows: np.ndarray, timestamps: np.ndarr
 
   Returns (window in days or None for all, {window: top-k share on the validation rows}).
   """
-  users, item_rows = np.asarray(users), np.asarray(item_rows)
+  item_rows = np.asarray(item_rows, dtype=np.int64)
   timestamps = np.asarray(timestamps, dtype=np.int64)
+  _, user = np.unique(np.asarray(users), return_inverse=True)
   cut = time_cut(timestamps, validation_share)
   past = timestamps < cut
-  seen = _seen_rows(users[past], item_rows[past])
-  empty = np.zeros([0], np.int64)
-  later_seen = [seen.get(u, empty) for u in users[~past]]
-  shares = {w: top_k_share(counts(item_rows, timestamps, n_items, cut, w),
-                           item_rows[~past], later_seen, k) for w in windows}
+  later = ~past
+  shares = {}
+  for w in windows:
+    ranks = ranks_unseen_of_users(counts(item_rows, timestamps, n_items, cut, w),
+                                  item_rows[later], user[later], user[past], item_rows[past])
+    shares[w] = float(np.mean(ranks < k)) if later.any() else 0.0
   # Ties go to the longer window (a steadier list); None (all) is the longest.
   best = max(shares, key=lambda w: (shares[w], float('inf') if w is None else w))
   return best, shares

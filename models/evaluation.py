@@ -178,7 +178,14 @@ def evaluation_inputs(train_files: List[str], eval_files: List[str], items_files
           rows[F.TIMESTAMP])
 
 
-def seen_items(users: np.ndarray, items: np.ndarray) -> Dict[str, set]:
+def seen_items(users: np.ndarray, items: np.ndarray,
+               among: Optional[np.ndarray] = None) -> Dict[str, set]:
+  """user -> the set of items of the user's rows; with ``among``, only for those users (the
+  sampled eval users: a set per train user costs gigabytes at a million users)."""
+  users, items = np.asarray(users), np.asarray(items)
+  if among is not None:
+    keep = np.isin(users, np.unique(np.asarray(among)))
+    users, items = users[keep], items[keep]
   seen: Dict[str, set] = {}
   for u, i in zip(users, items):
     seen.setdefault(u, set()).add(i)

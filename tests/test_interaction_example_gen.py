@@ -4,6 +4,7 @@ import os
 
 import apache_beam as beam
 import pytest
+import tensorflow as tf
 
 from components.interaction_example_gen import executor as ex
 from core import features as F
@@ -14,8 +15,17 @@ from tests.helpers import write
 _COLLECTED = {}
 
 
-def _collect(example, split):
-  """Records an output example as a plain dict (module-level: Beam pickles it by reference)."""
+def _collect(serialized, split):
+  """Records an output example as a plain dict (module-level: Beam pickles it by reference).
+
+  Parsed by TensorFlow's own parser too: the joined examples are concatenations of
+  serialized parts, which must read as one Example with every feature."""
+  example = tf.train.Example.FromString(serialized)
+  parsed = tf.io.parse_single_example(serialized, {
+      key: tf.io.FixedLenFeature([], tf.string if v.HasField('bytes_list') else
+                                 (tf.int64 if v.HasField('int64_list') else tf.float32))
+      for key, v in example.features.feature.items()})
+  assert sorted(parsed) == sorted(example.features.feature)
   _COLLECTED.setdefault(split, []).append(
       {k: (v.bytes_list.value[0].decode() if v.HasField('bytes_list') else
            (v.int64_list.value[0] if v.HasField('int64_list') else v.float_list.value[0]))

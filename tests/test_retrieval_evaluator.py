@@ -96,7 +96,8 @@ def test_recent_popularity_list_on_the_same_rows():
   lately = [('u%d' % n, 'c', 100 * day + n) for n in range(20)] + [('u99', 'b', 100 * day)]
   users, items, times = (np.array(v) for v in zip(*(old + lately)))
   train = {'user_id': users, 'item_id': items, 'timestamp': times.astype(np.int64)}
-  seen = evaluation.seen_items(users, items)
+  seen = evaluation.seen_items(users, items, among=np.array(['new1', 'u0']))
+  assert seen == {'u0': {'c'}}  # only the eval users' items are kept
   found = evaluation.recent_popularity(np.array(['new1', 'u0']), np.array(['c', 'd']), ITEMS,
                                        seen, train, ks=(1, 2))
   assert found['window_days'] is not None  # not "all"

@@ -89,6 +89,31 @@ def test_the_recent_list_beats_the_all_time_list_when_popularity_shifts():
       assert rows['recent'][key] > rows['popular'][key], key
 
 
+def test_ranks_unseen_is_the_catalogue_rule_with_each_rows_items_removed():
+  """The shared-list rank equals core.retrieval_metrics' rank over a full catalogue row with
+  the earlier items masked (ties, repeated items and the target among them included), given
+  per row or once per user."""
+  from core.retrieval_metrics import rank_of_target
+  rng = np.random.default_rng(3)
+  n_items, n_rows, n_users = 50, 200, 20
+  scores = rng.integers(0, 8, n_items).astype(np.float64)  # many ties
+  target = rng.integers(0, n_items, n_rows)
+  row_user = rng.integers(0, n_users, n_rows)
+  seen_user = rng.integers(0, n_users, 300)
+  seen_item = rng.integers(0, n_items, 300)  # some pairs repeat
+  seen_user[:2], seen_item[:2] = row_user[0], target[0]  # a target among the user's items
+  seen = [seen_item[seen_user == u] for u in row_user]
+  excluded = np.zeros([n_rows, n_items], bool)
+  for r, items in enumerate(seen):
+    excluded[r, items[items != target[r]]] = True
+  expected = rank_of_target(np.tile(scores, (n_rows, 1)), target, excluded)
+  assert (rp.ranks_unseen(scores, target, seen) == expected).all()
+  assert (rp.ranks_unseen_of_users(scores, target, row_user, seen_user, seen_item)
+          == expected).all()
+  assert (rp.ranks_unseen(scores, target, [np.zeros(0, int)] * n_rows)
+          == rank_of_target(np.tile(scores, (n_rows, 1)), target)).all()
+
+
 def _blocks(seed=0):
   """60 users in 4 taste blocks of 10 items over a 40-item catalogue, 10 interactions each."""
   rng = np.random.default_rng(seed)

@@ -41,9 +41,9 @@ class Executor(base_executor.BaseExecutor):
     eval_rows = read_eval_rows(split_files(F.EVAL))
     eval_users, eval_items = eval_rows[F.USER_ID], eval_rows[F.ITEM_ID]
     catalogue = data.read_table(split_files(F.ITEMS), [F.ITEM_ID])[F.ITEM_ID].astype(str)
-    seen = seen_items(train[F.USER_ID], train[F.ITEM_ID])
     rows = sample_users(eval_users, int(exec_properties.get('max_users') or 0))
     eval_users, eval_items = eval_users[rows], eval_items[rows]
+    seen = seen_items(train[F.USER_ID], train[F.ITEM_ID], among=eval_users)
     # Each row is scored as requested at its own time (models/evaluation.py).
     eval_times = eval_rows[F.TIMESTAMP][rows]
     ks = json.loads(exec_properties['top_ks'])
