@@ -97,15 +97,62 @@ def search_window(candidates: int, max_seen: int, num_items: int,
   return candidates, margin, min(candidates + margin, num_items)
 
 
-def seen_pairs(train_users: np.ndarray, train_items: np.ndarray, user_rows: Mapping[str, int],
-               item_positions: Mapping[str, int]) -> Tuple[np.ndarray, int]:
+def id_strings(values) -> np.ndarray:
+  """``values`` as a str array, not copied when it is one already (ids are compared as str)."""
+  values = np.asarray(values)
+  return values if values.dtype.kind == 'U' else values.astype(str)
+
+
+def unique_ids(*parts) -> np.ndarray:
+  """The sorted distinct ids of all ``parts``; each part is reduced first, so that no sorted
+  copy of all of them together is made."""
+  return np.unique(np.concatenate([np.unique(id_strings(part)) for part in parts]))
+
+
+def positions_in(values, ids, chunk: int = 1 << 20) -> np.ndarray:
+  """int64: the index of each of ``values`` in ``ids`` (distinct), -1 where it is not there.
+
+  A binary search over the sorted ids rather than a dict of them: a dict of a million ids
+  and the Python objects for every value take far more memory than the arrays. Chunks bound
+  the temporary copies of the looked-up ids.
+  """
+  values, ids = id_strings(values), id_strings(ids)
+  found = np.full(len(values), -1, np.int64)
+  if not len(ids):
+    return found
+  order = np.argsort(ids, kind='stable')
+  ordered = ids[order]
+  for start in range(0, len(values), chunk):
+    part = values[start:start + chunk]
+    at = np.minimum(np.searchsorted(ordered, part), len(ids) - 1)
+    found[start:start + chunk] = np.where(ordered[at] == part, order[at], -1)
+  return found
+
+
+def _indices(values, index) -> np.ndarray:
+  """The index of each of ``values`` in ``index`` (a Mapping id -> index, or the array of ids
+  in index order), -1 where it has none."""
+  if not isinstance(index, Mapping):
+    return positions_in(values, index)
+  ids = np.asarray(list(index.keys()))
+  where = positions_in(values, ids)
+  at = np.fromiter(index.values(), np.int64, len(index))[np.maximum(where, 0)]
+  return np.where(where >= 0, at, -1)
+
+
+def seen_pairs(train_users: np.ndarray, train_items: np.ndarray, user_rows, item_positions
+               ) -> Tuple[np.ndarray, int]:
   """Sorted unique keys ``user_row * num_items + item_position`` of the train interactions
-  (items outside the catalogue dropped), and the most items any user has seen."""
+  (items outside the catalogue dropped), and the most items any user has seen.
+
+  ``user_rows`` and ``item_positions``: each a Mapping id -> index, or the array of ids in
+  index order (the known users, the catalogue).
+  """
   num_items = len(item_positions)
-  keys = [user_rows[u] * num_items + item_positions[i]
-          for u, i in zip(train_users, train_items)
-          if u in user_rows and i in item_positions]
-  keys = np.unique(np.asarray(keys, dtype=np.int64))
+  rows = _indices(train_users, user_rows)
+  positions = _indices(train_items, item_positions)
+  known = (rows >= 0) & (positions >= 0)
+  keys = np.unique(rows[known] * num_items + positions[known])
   max_seen = int(np.bincount(keys // num_items).max()) if len(keys) else 0
   return keys, max_seen
 
@@ -114,12 +161,8 @@ def popular_items(train_items: np.ndarray, catalogue: np.ndarray,
                   k: int) -> Tuple[np.ndarray, np.ndarray]:
   """The ``k`` most frequent train items of the catalogue (ties: catalogue order) and their
   shares of the train interactions; padded with other catalogue items (share 0)."""
-  position = {item: j for j, item in enumerate(catalogue)}
-  counts = np.zeros(len(catalogue), np.int64)
-  for item in train_items:
-    j = position.get(item)
-    if j is not None:
-      counts[j] += 1
+  positions = positions_in(train_items, catalogue)
+  counts = np.bincount(positions[positions >= 0], minlength=len(catalogue)).astype(np.int64)
   order = np.lexsort((np.arange(len(catalogue)), -counts))[:k]
   total = max(1, len(train_items))
   return catalogue[order], (counts[order] / total).astype(np.float32)
@@ -290,34 +333,34 @@ class FeedServing(tf.Module):
     # ScaNN searches a fixed number of neighbours; BruteForce can search further when a
     # request leaves more items out.
     self.grow_search = index == 'brute_force'
-    self.catalogue = tf.Variable(catalogue.astype(str), dtype=tf.string, trainable=False,
-                                 name='catalogue')
+    catalogue, known_users = id_strings(catalogue), id_strings(known_users)
+    # One string tensor each serves the variable and the lookup table's keys.
+    items = tf.constant(catalogue, tf.string)
+    self.catalogue = tf.Variable(items, dtype=tf.string, trainable=False, name='catalogue')
     self.item_positions = tf.lookup.StaticHashTable(
-        tf.lookup.KeyValueTensorInitializer(
-            tf.constant(catalogue.astype(str), tf.string),
-            tf.range(num_items, dtype=tf.int64)), default_value=-1)
+        tf.lookup.KeyValueTensorInitializer(items, tf.range(num_items, dtype=tf.int64)),
+        default_value=-1)
     # The users and the pairs the feed leaves out are kept as variables so that the next
     # build can carry them forward (exclusion_pairs).
-    self.known_users = tf.Variable(known_users.astype(str), dtype=tf.string, trainable=False,
-                                   name='known_users')
+    users = tf.constant(known_users, tf.string)
+    self.known_users = tf.Variable(users, dtype=tf.string, trainable=False, name='known_users')
     self.user_rows = tf.lookup.StaticHashTable(
-        tf.lookup.KeyValueTensorInitializer(
-            tf.constant(known_users.astype(str), tf.string),
-            tf.range(len(known_users), dtype=tf.int64)), default_value=-1)
+        tf.lookup.KeyValueTensorInitializer(users, tf.range(len(known_users), dtype=tf.int64)),
+        default_value=-1)
     seen_keys = np.asarray(seen_keys, np.int64)
     # Users the models learned from their own interactions (the train split); the others
     # are served from their features (the ``source`` output).
-    has_history = np.isin(known_users.astype(str),
-                          np.asarray(trained_users if trained_users is not None
-                                     else known_users[np.unique(seen_keys // num_items)]
-                                     ).astype(str))
+    has_history = np.isin(known_users, id_strings(
+        trained_users if trained_users is not None
+        else known_users[np.unique(seen_keys // num_items)]))
     self.has_history = tf.Variable(has_history, trainable=False, name='has_history')
     self.seen_keys = tf.Variable(_padded(seen_keys), dtype=tf.int64, trainable=False,
                                  name='seen_keys')
-    positions = {item: j for j, item in enumerate(catalogue.astype(str))}
-    self.popular_positions = tf.Variable(
-        np.array([positions[i] for i in popular_ids.astype(str)], np.int64), trainable=False,
-        name='popular_positions')
+    popular_positions = positions_in(popular_ids, catalogue)
+    if np.any(popular_positions < 0):
+      raise ValueError('a popular item is not in the catalogue')
+    self.popular_positions = tf.Variable(popular_positions, trainable=False,
+                                         name='popular_positions')
     self.popular_scores = tf.Variable(popular_scores.astype(np.float32), trainable=False,
                                       name='popular_scores')
     embeddings = tf.constant(item_embeddings, tf.float32)
@@ -433,7 +476,7 @@ class FeedData:
 
   @property
   def known_users(self) -> np.ndarray:
-    return np.unique(np.concatenate([self.users, self.train_users]).astype(str))
+    return unique_ids(self.users, self.train_users)
 
 
 def _signature(model, name: str, where: str):
@@ -458,8 +501,8 @@ def build_feed(retrieval, ranking, feed_data: FeedData, k: int = 10, candidates:
   retrieval embeddings, when the caller has them already (the executor builds two feeds from
   one retrieval model).
   """
-  catalogue = np.asarray(feed_data.catalogue).astype(str)
-  if len(set(catalogue.tolist())) != len(catalogue):
+  catalogue = id_strings(feed_data.catalogue)
+  if len(np.unique(catalogue)) != len(catalogue):
     raise ValueError('the items split repeats item ids')
   embed_users = _signature(retrieval, 'embed_users', 'retrieval')
   embed_history = retrieval.signatures.get(RETRIEVAL_HISTORY_SIGNATURE)
@@ -473,18 +516,16 @@ def build_feed(retrieval, ranking, feed_data: FeedData, k: int = 10, candidates:
                      f'{sorted(rank.structured_outputs)}')
   if exclude is None:
     exclude = (feed_data.train_users, feed_data.train_items)
-  exclude_users = np.asarray(exclude[0]).astype(str)
-  exclude_items = np.asarray(exclude[1]).astype(str)
-  known = np.unique(np.concatenate([feed_data.known_users, exclude_users]))
-  user_rows = {u: r for r, u in enumerate(known)}
-  item_positions = {i: j for j, i in enumerate(catalogue)}
-  keys, max_seen = seen_pairs(exclude_users, exclude_items, user_rows, item_positions)
+  trained_users = unique_ids(feed_data.train_users)
+  known = unique_ids(feed_data.users, trained_users, exclude[0])
+  # A user's row is its index in the sorted known users, an item's its catalogue position.
+  keys, max_seen = seen_pairs(exclude[0], exclude[1], known, catalogue)
   candidates, margin, search_k = search_window(candidates, max_seen, len(catalogue),
                                                margin_cap)
   k = max(1, min(int(k), candidates))
   # The whole catalogue by popularity, so that a request's own exclusions leave k of them.
-  popular_ids, popular_scores = popular_items(
-      np.asarray(feed_data.train_items).astype(str), catalogue, len(catalogue))
+  popular_ids, popular_scores = popular_items(feed_data.train_items, catalogue,
+                                              len(catalogue))
   dependencies = (tracked_dependencies(retrieval, [f for f in (embed_users, embed_history) if f])
                   + tracked_dependencies(ranking, [rank]))
   module = FeedServing(embed_users, rank, dependencies, catalogue,
@@ -492,7 +533,7 @@ def build_feed(retrieval, ranking, feed_data: FeedData, k: int = 10, candidates:
                        else embed(embed_items, catalogue), known, keys, popular_ids,
                        popular_scores, k=k, candidates=candidates, search_k=search_k,
                        index=index, order_by=order_by, retrieval_weight=retrieval_weight,
-                       trained_users=np.unique(np.asarray(feed_data.train_users).astype(str)),
+                       trained_users=trained_users,
                        embed_history=embed_history)
   info = {'k': k, 'candidates': candidates, 'margin': margin, 'search_k': search_k,
           'max_seen': max_seen, 'catalogue_size': len(catalogue), 'known_users': len(known),
@@ -532,16 +573,17 @@ def served_exclusions(feed_data: FeedData, served_dir: Optional[str] = None
     users.append(old_users)
     items.append(old_items)
     carried = len(old_users)
-  pairs = (np.concatenate(users).astype(str), np.concatenate(items).astype(str))
+  pairs = (np.concatenate([id_strings(part) for part in users]),
+           np.concatenate([id_strings(part) for part in items]))
   return pairs, {'carried_from': previous, 'carried_pairs': int(carried)}
 
 
 def warmup_users(feed_data: FeedData, n: int = 3) -> np.ndarray:
   """A few train users, a user known only from the users split, and an unknown id."""
-  train = sorted(set(np.asarray(feed_data.train_users).astype(str).tolist()))
-  new = sorted(set(np.asarray(feed_data.users).astype(str).tolist()) - set(train))
+  train = unique_ids(feed_data.train_users)
+  new = np.setdiff1d(id_strings(feed_data.users), train)  # sorted
   unknown = '__warmup_unknown_user__'
-  return np.array(train[:n] + new[:1] + [unknown], dtype=object)
+  return np.array(train[:n].tolist() + new[:1].tolist() + [unknown], dtype=object)
 
 
 def save_feed(module: FeedServing, export_dir: str, feed_data: FeedData,
@@ -584,8 +626,13 @@ def export_feed_model(retrieval_dir: str, ranking_dir: str, export_dir: str,
   return info
 
 
-def recommend_all(model, users: np.ndarray, batch: int = 256) -> Dict[str, List[str]]:
-  """user -> feed (item ids, best first, padding dropped) from a loaded feed model."""
+def recommend_all(model, users: np.ndarray, batch: int = 64) -> Dict[str, List[str]]:
+  """user -> feed (item ids, best first, padding dropped) from a loaded feed model.
+
+  Each call scores its users against the whole catalogue at once ([batch, catalogue]
+  floats), so the batch bounds the memory. It stays a power of two: a row's offset within
+  the matrix kernels' blocks can change the last bits of its scores, and with them a tie.
+  """
   fn = model.signatures[SIGNATURE]
   feeds: Dict[str, List[str]] = {}
   for start in range(0, len(users), batch):
@@ -599,23 +646,21 @@ def recommend_all(model, users: np.ndarray, batch: int = 256) -> Dict[str, List[
 def evaluate_feed(export_dir: str, feed_data: FeedData, cutoff: int = METRIC_CUTOFF,
                   max_users: int = 0, seed: int = 42) -> Dict[str, Any]:
   """hit_rate_at_10 and ndcg_at_10 of the exported feed model on the eval interactions."""
-  eval_users = np.asarray(feed_data.eval_users).astype(str)
-  eval_items = np.asarray(feed_data.eval_items).astype(str)
+  eval_users = id_strings(feed_data.eval_users)
+  eval_items = id_strings(feed_data.eval_items)
   gains = np.asarray(feed_data.eval_gains, dtype=np.float64)
   users = np.unique(eval_users)
   if max_users and len(users) > max_users:
     users = np.sort(np.random.default_rng(seed).choice(users, max_users, replace=False))
     keep = np.isin(eval_users, users)
     eval_users, eval_items, gains = eval_users[keep], eval_items[keep], gains[keep]
-  model = tf.saved_model.load(export_dir)
-  feeds = recommend_all(model, users)
-  known = set(feed_data.known_users.tolist())
+  feeds = recommend_all(tf.saved_model.load(export_dir), users)
   return {
       f'hit_rate_at_{METRIC_CUTOFF}': hit_rate(feeds, eval_users, eval_items, cutoff),
       f'ndcg_at_{METRIC_CUTOFF}': ndcg(feeds, eval_users, eval_items, gains, cutoff),
       'eval_users': int(len(users)),
       'eval_interactions': int(len(eval_users)),
-      'unknown_eval_users': int(sum(1 for u in users if u not in known)),
+      'unknown_eval_users': int(np.sum(~np.isin(users, feed_data.known_users))),
       'cutoff': int(cutoff),
   }
 
@@ -633,8 +678,12 @@ def read_feed_data(examples: Sequence[types.Artifact]) -> FeedData:
     values = np.asarray(values, dtype=object)
     return values[values != None].astype(str)  # noqa: E711 (an object array)
 
+  # read_table gives a Python string per value: each column is converted to a str array,
+  # several times smaller, and its object array dropped (pop) before the next is made.
   train = read(F.TRAIN, [F.USER_ID, F.ITEM_ID])
+  train_users, train_items = (train.pop(key).astype(str) for key in (F.USER_ID, F.ITEM_ID))
   evaluation = read(F.EVAL, [F.USER_ID, F.ITEM_ID, F.RATING])
+  eval_users, eval_items = (evaluation.pop(key).astype(str) for key in (F.USER_ID, F.ITEM_ID))
   rated = evaluation[F.RATING + '?']
   gains = np.where(rated, np.array([v if v is not None else 0.0 for v in evaluation[F.RATING]],
                                    dtype=np.float64), 1.0) if rated.any() else \
@@ -642,6 +691,5 @@ def read_feed_data(examples: Sequence[types.Artifact]) -> FeedData:
   return FeedData(
       catalogue=strings(read(F.ITEMS, [F.ITEM_ID])[F.ITEM_ID]),
       users=strings(read(F.USERS, [F.USER_ID])[F.USER_ID]),
-      train_users=train[F.USER_ID].astype(str), train_items=train[F.ITEM_ID].astype(str),
-      eval_users=evaluation[F.USER_ID].astype(str), eval_items=evaluation[F.ITEM_ID].astype(str),
-      eval_gains=gains)
+      train_users=train_users, train_items=train_items,
+      eval_users=eval_users, eval_items=eval_items, eval_gains=gains)

@@ -1,11 +1,14 @@
-"""FeedModelBuilder executor: builds the candidate feed and scores it, then the feed to push.
+"""FeedModelBuilder executor: builds the candidate feed and the feed to push, then scores
+the candidate.
 
 The feed model itself, its metrics and its exclusions are models/feed.py; this reads the
 artifacts, calls it and writes the outputs.
 """
+import ctypes
+import gc
 import json
 import os
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 import tensorflow as tf
 from absl import logging
@@ -28,10 +31,40 @@ def _load(retrieval: types.Artifact, ranking: types.Artifact, catalogue):
   return loaded, embed(loaded[0].signatures['embed_items'], catalogue)
 
 
+def _release() -> None:
+  """Frees what was dropped of loaded SavedModels and feed modules: their objects refer to
+  each other, so reference counting alone leaves their variables and tables in memory beside
+  the next ones until a collection. Then gives the freed heap back to the system: glibc keeps
+  it, and the large arrays allocated next are mapped afresh beside it rather than reusing it."""
+  gc.collect()
+  try:
+    ctypes.CDLL('libc.so.6').malloc_trim(0)
+  except (OSError, AttributeError):  # not glibc: nothing to trim
+    pass
+
+
+def _export_candidate(loaded, feed_data, settings: Dict[str, Any], export_dir: str
+                      ) -> Dict[str, Any]:
+  """The candidate leaves out the train split only: scored on eval, as a model must be."""
+  module, info = build_feed(*loaded, feed_data, **settings)
+  save_feed(module, export_dir, feed_data, settings['index'])
+  return info
+
+
+def _export_served(loaded, feed_data, settings: Dict[str, Any], export_dir: str,
+                   served_dir: Optional[str]) -> Dict[str, Any]:
+  """What is pushed leaves out everything known now: every split, earlier spans."""
+  pairs, carried = served_exclusions(feed_data, served_dir)
+  module, info = build_feed(*loaded, feed_data, exclude=pairs, **settings)
+  del pairs  # in the module now, as keys
+  save_feed(module, export_dir, feed_data, settings['index'])
+  return dict(info, **carried)
+
+
 class Executor(base_executor.BaseExecutor):
-  """Builds the candidate feed and scores it; once both stages are blessed, builds the feed
-  that is pushed, which differs from the candidate in what it leaves out and, after a refit,
-  in its two models."""
+  """Builds the candidate feed; once both stages are blessed, builds the feed that is pushed,
+  which differs from the candidate in what it leaves out and, after a refit, in its two
+  models; then scores the candidate."""
 
   def Do(self, input_dict: Dict[str, List[types.Artifact]],
          output_dict: Dict[str, List[types.Artifact]],
@@ -39,6 +72,7 @@ class Executor(base_executor.BaseExecutor):
     retrieval = artifact_utils.get_single_instance(input_dict['retrieval_model'])
     ranking = artifact_utils.get_single_instance(input_dict['ranking_model'])
     feed_data = read_feed_data(input_dict['examples'])
+    _release()  # what reading made: a Python string per value
     model = artifact_utils.get_single_instance(output_dict['model'])
     candidate = artifact_utils.get_single_instance(output_dict['candidate'])
     settings = dict(
@@ -62,27 +96,31 @@ class Executor(base_executor.BaseExecutor):
         if source.id:
           artifact.set_int_custom_property(key + '_id', source.id)
 
-    # The candidate leaves out the train split only: scored on eval, as a model must be.
     candidate_dir = path_utils.serving_model_path(candidate.uri)
-    module, info = build_feed(*loaded, feed_data, **settings)
-    save_feed(module, candidate_dir, feed_data, settings['index'])
-    metrics = evaluate_feed(candidate_dir, feed_data,
-                            max_users=int(exec_properties.get('max_eval_users') or 0))
-    metrics.update(info)
-
+    info = _export_candidate(loaded, feed_data, settings, candidate_dir)
+    _release()
     reasons = upstream_reasons({
         'retrieval_blessing': input_dict.get('retrieval_blessing') or [],
         'ranking_blessing': input_dict.get('ranking_blessing') or []})
+    served = None
     if not reasons:
       if pushed[0] is not retrieval or pushed[1] is not ranking:
+        loaded = settings['item_embeddings'] = None
+        _release()  # the judged models go before their refit is loaded
         loaded, settings['item_embeddings'] = _load(*pushed, feed_data.catalogue)
-      # What is pushed leaves out everything known now: every split, earlier spans.
-      pairs, carried = served_exclusions(feed_data, exec_properties.get('served_dir') or None)
-      module, served = build_feed(*loaded, feed_data, exclude=pairs, **settings)
-      save_feed(module, path_utils.serving_model_path(model.uri), feed_data,
-                settings['index'])
-      metrics['served'] = dict(served, **carried)
-      logging.info('Feed to push exported: %s', metrics['served'])
+      served = _export_served(loaded, feed_data, settings,
+                              path_utils.serving_model_path(model.uri),
+                              exec_properties.get('served_dir') or None)
+      logging.info('Feed to push exported: %s', served)
+    # The candidate is scored from its export, loaded once the models and feeds built here
+    # are gone: the export holds copies of their variables.
+    del loaded, settings
+    _release()
+    metrics = evaluate_feed(candidate_dir, feed_data,
+                            max_users=int(exec_properties.get('max_eval_users') or 0))
+    metrics.update(info)
+    if served is not None:
+      metrics['served'] = served
     logging.info('Feed metrics (candidate): %s', metrics)
     evaluation = artifact_utils.get_single_instance(output_dict['evaluation'])
     io_utils.write_string_file(os.path.join(evaluation.uri, METRICS_FILE),
