@@ -88,8 +88,7 @@ def feed_at_scale(retrieval, ranking, ids: np.ndarray, embeddings: np.ndarray,
   config = FeedConfig()
   users = np.unique(train['user_id'].to_numpy())
   keys, max_seen = feed_lib.seen_pairs(train['user_id'].to_numpy(), train['item_id'].to_numpy(),
-                                       {u: r for r, u in enumerate(users)},
-                                       {i: j for j, i in enumerate(ids)})
+                                       users, ids)
   candidates, _, search_k = feed_lib.search_window(config.candidates, max_seen, len(ids))
   popular_ids, popular_scores = feed_lib.popular_items(train['item_id'].to_numpy(), ids,
                                                        config.k)

@@ -129,28 +129,17 @@ def positions_in(values, ids, chunk: int = 1 << 20) -> np.ndarray:
   return found
 
 
-def _indices(values, index) -> np.ndarray:
-  """The index of each of ``values`` in ``index`` (a Mapping id -> index, or the array of ids
-  in index order), -1 where it has none."""
-  if not isinstance(index, Mapping):
-    return positions_in(values, index)
-  ids = np.asarray(list(index.keys()))
-  where = positions_in(values, ids)
-  at = np.fromiter(index.values(), np.int64, len(index))[np.maximum(where, 0)]
-  return np.where(where >= 0, at, -1)
-
-
 def seen_pairs(train_users: np.ndarray, train_items: np.ndarray, user_rows, item_positions
                ) -> Tuple[np.ndarray, int]:
   """Sorted unique keys ``user_row * num_items + item_position`` of the train interactions
   (items outside the catalogue dropped), and the most items any user has seen.
 
-  ``user_rows`` and ``item_positions``: each a Mapping id -> index, or the array of ids in
-  index order (the known users, the catalogue).
+  ``user_rows`` and ``item_positions``: the arrays of ids in index order (the known users,
+  the catalogue).
   """
   num_items = len(item_positions)
-  rows = _indices(train_users, user_rows)
-  positions = _indices(train_items, item_positions)
+  rows = positions_in(train_users, user_rows)
+  positions = positions_in(train_items, item_positions)
   known = (rows >= 0) & (positions >= 0)
   keys = np.unique(rows[known] * num_items + positions[known])
   max_seen = int(np.bincount(keys // num_items).max()) if len(keys) else 0

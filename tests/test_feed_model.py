@@ -35,7 +35,7 @@ def test_search_window_caps_margin_and_catalogue():
 
 
 def test_seen_pairs_keys_and_most_items_seen():
-  rows, positions = {'u1': 0, 'u2': 1}, {'a': 0, 'b': 1, 'c': 2}
+  rows, positions = np.array(['u1', 'u2']), np.array(['a', 'b', 'c'])
   keys, max_seen = fx.seen_pairs(np.array(['u1', 'u1', 'u2', 'u1', 'zz', 'u2']),
                                  np.array(['b', 'a', 'c', 'b', 'a', 'not-in-catalogue']),
                                  rows, positions)
