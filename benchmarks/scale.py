@@ -344,9 +344,10 @@ def report(results: List[Dict], notes: str = '') -> str:
       f'(`make benchmark-scale`). Synthetic data (`pipeline/synthetic_data.py`, seed 0), '
       '`local_runner.py --no-cache` on a fresh output folder, DirectRunner multi-processing. '
       'Peak RSS is summed over the runner and all its children sampled every 0.5 s (shared '
-      'pages are counted once per process, so it is an upper bound). The machine was shared: '
-      'the load average during each run is in the table, and CPU seconds of the process tree '
-      '(user + system) are less sensitive to it than wall time.', '',
+      'pages are counted once per process, so it is an upper bound). The load average during '
+      'each run is in the table (on 2 cores, about 2 is the run alone; more means it shared '
+      'the machine); CPU seconds of the process tree (user + system) are less sensitive to '
+      'load than wall time.', '',
       'Run flags per size (model defaults unchanged):', '', flags, '',
       *table(results), '', '![time against size](scale.png)', '',
       notes or NOTES_MARKER + '\n'])
