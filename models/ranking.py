@@ -60,12 +60,25 @@ class NegativeSampler:
     self.features = item_features
     self.item_key = item_key
     self.item_rows = item_rows
-    self.logits = tf.constant(np.log(np.maximum(probabilities, 1e-12))[np.newaxis, :],
-                              tf.float32)
+    # Draws search the cumulative distribution (float64: a million small probabilities keep
+    # their resolution) instead of tf.random.categorical, which exponentiates and sums every
+    # logit at each call: its cost per step grows with the catalogue
+    # (benchmarks/negative_sampler.py).
+    self.cdf = tf.constant(np.cumsum(np.asarray(probabilities, np.float64)), tf.float64)
     self.seen = data.SeenPairs(seen_keys if seen_keys is not None else [], item_rows)
 
   def sample(self, n: tf.Tensor) -> Dict[str, tf.Tensor]:
-    rows = tf.random.categorical(self.logits, n, dtype=tf.int64)[0]
+    return self.rows_features(self.sample_rows(n))
+
+  def sample_rows(self, n: tf.Tensor) -> tf.Tensor:
+    """``n`` catalogue rows drawn with replacement by their probabilities (rows with none
+    are never drawn: the first row whose cumulative probability exceeds the draw)."""
+    draws = tf.random.uniform(tf.reshape(n, [1]), 0.0, self.cdf[-1], dtype=tf.float64)
+    rows = tf.searchsorted(self.cdf, draws, side='right', out_type=tf.int64)
+    return tf.minimum(rows, tf.size(self.cdf, out_type=tf.int64) - 1)
+
+  def rows_features(self, rows: tf.Tensor) -> Dict[str, tf.Tensor]:
+    """The transformed item features of catalogue ``rows`` (bags as sparse tensors)."""
     out = {}
     for key, values in self.features.items():
       picked = tf.gather(values, rows)

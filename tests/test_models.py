@@ -201,6 +201,15 @@ def test_sampler_draws_catalogue_rows_and_flags_seen_pairs():
   assert seen.numpy().tolist() == [True, False, True, False, False]
 
 
+def test_sampler_draws_follow_the_probabilities():
+  tf.random.set_seed(0)
+  p = np.array([0.05, 0.0, 0.15, 0.5, 0.3, 0.0])  # a middle and the last row without mass
+  rows = sampler(p).sample_rows(tf.constant(40_000)).numpy()
+  shares = np.bincount(rows, minlength=len(p)) / len(rows)
+  np.testing.assert_allclose(shares, p, atol=0.01)
+  assert shares[[1, 5]].sum() == 0  # rows without probability are never drawn
+
+
 def test_ranking_model_starts_at_the_mean_and_learns_both_tasks():
   # The rating head alone: the blended baseline has its own test below.
   config = RankingConfig(embedding_dim=4, hidden_units=(4,), engagement_negatives=3,
