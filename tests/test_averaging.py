@@ -1,7 +1,6 @@
 """Polyak averaging callback: the mean of the weights over the first steps, then an EMA."""
 import numpy as np
 import pytest
-import tensorflow as tf
 import tf_keras as keras
 
 from models.averaging import WeightAveraging
@@ -17,7 +16,7 @@ class _Record(keras.callbacks.Callback):
 
 
 def _fit(callbacks, steps=6):
-  tf.random.set_seed(0)
+  keras.utils.set_random_seed(0)  # Python's random seeds unseeded initializers
   model = keras.Sequential([keras.layers.Dense(1, use_bias=False, input_shape=(3,))])
   model.compile(optimizer=keras.optimizers.SGD(0.1), loss='mse')
   x = np.arange(3 * steps * 4, dtype=np.float32).reshape(-1, 3) / 50.0
