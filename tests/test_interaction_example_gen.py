@@ -3,6 +3,7 @@ executor's options."""
 import os
 
 import apache_beam as beam
+import numpy as np
 import pytest
 import tensorflow as tf
 
@@ -214,3 +215,44 @@ def test_pieces_cut_at_record_ends_and_keep_line_numbers(tmp_path):
   with pytest.raises(ingestion.InputDataError, match=r'broken.csv: line 334: expected 2 columns'):
     for _, piece in ingestion.csv_pieces(broken, piece_bytes=200):
       list(ingestion.read_csv_rows(broken, 4096, piece))
+
+
+def test_block_reads_give_the_lines_of_line_reads(tmp_path, monkeypatch):
+  # Lines read a block at a time: a line cut by a block boundary, '\r\n' ends, an empty line
+  # and a last line without its end come out byte for byte (GFile.readline drops the '\r',
+  # which would put the pieces' byte offsets off).
+  text = b'a,b\r\n1,"x\ny"\n\n22,333333333333\n4,5'
+  path = str(tmp_path / 'lines.csv')
+  with open(path, 'wb') as f:
+    f.write(text)
+  expected = [b'a,b\r\n', b'1,"x\n', b'y"\n', b'\n', b'22,333333333333\n', b'4,5']
+  for block in (1, 3, 7, 1 << 20):
+    monkeypatch.setattr(ingestion, 'BLOCK_BYTES', block)
+    with tf.io.gfile.GFile(path, 'rb') as f:
+      assert list(ingestion._lines(f)) == expected, block
+    with tf.io.gfile.GFile(path, 'rb') as f:  # a piece: the lines of its first 9 bytes
+      assert list(ingestion._lines(f, 9)) == expected[:2], block
+
+
+def test_cut_read_takes_the_timestamps_of_every_piece(tmp_path):
+  rows = ['user_id,item_id,timestamp,rating']
+  rows += [f'u{i},"i{i}\nx",{1000 + i},{i % 5 + 1}' for i in range(200)]
+  rows += ['u,i,not-a-time,1', 'u,i', 'u,i,7.9,1']  # left out, left out, read as 7
+  path = str(tmp_path / 'interactions.csv')
+  with open(path, 'wb') as f:  # Windows line ends: the pieces' offsets count the '\r's
+    f.write(('\r\n'.join(rows) + '\r\n').encode())
+  pieces = list(ingestion.csv_pieces(path, piece_bytes=300))
+  assert len(pieces) > 5
+  found = [t for piece in pieces for t in ingestion.piece_timestamps(piece)]
+  assert found == list(range(1000, 1200)) + [7]
+  read = []  # the main read of the same pieces: the same rows, and the fault at its line
+  with pytest.raises(ingestion.InputDataError, match=r'line 403: expected 4 columns'):
+    for _, piece in pieces:
+      read.extend(row['timestamp'] for _, row in ingestion.read_csv_rows(path, 99, piece))
+  assert read == [str(t) for t in range(1000, 1200)] + ['not-a-time']
+  cut = ingestion.TimeCut(0.1)
+  acc = cut.add_input(cut.create_accumulator(), ingestion.piece_timestamps(pieces[0]))
+  acc = cut.merge_accumulators(
+      [acc] + [cut.add_input(cut.create_accumulator(), ingestion.piece_timestamps(p))
+               for p in pieces[1:]])
+  assert cut.extract_output(acc) == ingestion.time_cut(np.array(found), 0.1)

@@ -19,6 +19,7 @@ nothing here knows of TFX.
 import array
 import csv
 import hashlib
+import io
 import math
 import os
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple
@@ -62,14 +63,29 @@ PIECE_BYTES = 4 << 20
 Piece = Tuple[int, Optional[int], int]  # start byte, end byte (None: the end), lines before
 
 
-def _lines_until(raw, size: int) -> Iterator[bytes]:
-  """The lines of ``raw`` that make up its next ``size`` bytes (a piece ends on a line end)."""
-  read = 0
-  for line in raw:
-    if read >= size:
-      return
-    read += len(line)
-    yield line
+# Bytes read at a time: a GFile read line by line costs a call into TensorFlow per line, the
+# largest cost of splitting a file into pieces.
+BLOCK_BYTES = 1 << 20
+
+
+def _lines(raw, size: Optional[int] = None) -> Iterator[bytes]:
+  """The lines of ``raw`` (a binary file) from where it stands, read a block at a time; with
+  ``size``, only the lines that make up its next ``size`` bytes (a piece ends on a line end)."""
+  left, read = b'', 0
+  while size is None or read < size:
+    block = raw.read(BLOCK_BYTES)
+    if not block:
+      break
+    data = left + block
+    end = data.rfind(b'\n') + 1  # lines end at b'\n' only, as GFile.readline's do
+    left = data[end:]
+    for line in io.BytesIO(data[:end]):
+      if size is not None and read >= size:
+        return
+      read += len(line)
+      yield line
+  if left and (size is None or read < size):
+    yield left
 
 
 def csv_pieces(path: str, piece_bytes: int = PIECE_BYTES) -> Iterator[Tuple[str, Piece]]:
@@ -85,7 +101,7 @@ def csv_pieces(path: str, piece_bytes: int = PIECE_BYTES) -> Iterator[Tuple[str,
 
     def counted():
       nonlocal read
-      for line in raw:
+      for line in _lines(raw):
         read += len(line)
         yield line.decode('utf-8', 'replace')
 
@@ -109,7 +125,7 @@ def read_csv_rows(path: str, max_field_chars: int,
   with tf.io.gfile.GFile(path, 'rb') as raw:
     if start:
       raw.seek(start)
-    lines = raw if end is None else _lines_until(raw, end - start)
+    lines = _lines(raw, None if end is None else end - start)
     reader = csv.reader(_decoded_lines(lines, path, before), strict=True)
     try:
       if start:
@@ -209,16 +225,21 @@ def encode_features(row: Row, kinds: Dict[str, str], prefix: str,
 
 
 def to_example(values: Dict[str, Any]) -> tf.train.Example:
-  """A tf.train.Example of single values: str -> bytes, int -> int64, float -> float."""
-  feature = {}
+  """A tf.train.Example of single values: str -> bytes, int -> int64, float -> float.
+
+  Filled in place through the feature map: building each Feature and list as a message of its
+  own and copying it in takes twice as long (benchmarks/ingestion.py), once a row.
+  """
+  example = tf.train.Example()
+  feature = example.features.feature
   for key, value in values.items():
     if isinstance(value, str):
-      feature[key] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[value.encode()]))
+      feature[key].bytes_list.value.append(value.encode())
     elif isinstance(value, int):
-      feature[key] = tf.train.Feature(int64_list=tf.train.Int64List(value=[value]))
+      feature[key].int64_list.value.append(value)
     else:
-      feature[key] = tf.train.Feature(float_list=tf.train.FloatList(value=[value]))
-  return tf.train.Example(features=tf.train.Features(feature=feature))
+      feature[key].float_list.value.append(value)
+  return example
 
 
 def serialized(values: Dict[str, Any]) -> bytes:
@@ -304,6 +325,42 @@ def _read_table(pipeline: beam.Pipeline, label: str, files: List[str],
           | f'{label}Pieces' >> beam.FlatMap(csv_pieces)
           | f'{label}Spread' >> beam.Reshuffle()
           | f'{label}Parse' >> beam.FlatMap(_piece_rows, max_field_chars))
+
+
+def piece_timestamps(piece: Tuple[str, Piece]) -> np.ndarray:
+  """The timestamps of one piece of an interactions file (csv_pieces) that parse as numbers.
+
+  Only for counting the time cut: rows that do not parse are left out here and reported, with
+  their line, by the main read (read_csv_rows, check_interaction).
+  """
+  path, (start, end, _) = piece
+  column = read_header(path).index(F.TIMESTAMP)
+  found = array.array('q')
+  with tf.io.gfile.GFile(path, 'rb') as raw:
+    if start:
+      raw.seek(start)
+    lines = _lines(raw, None if end is None else end - start)
+    if not start:
+      next(lines, None)  # the header
+    try:
+      for values in csv.reader(line.decode('utf-8', 'replace') for line in lines):
+        try:
+          found.append(int(float(values[column])))
+        except (IndexError, ValueError, OverflowError):
+          pass
+    except csv.Error:
+      pass
+  return np.frombuffer(found, dtype=np.int64)
+
+
+def _read_timestamps(pipeline: beam.Pipeline, label: str, files: List[str]
+                     ) -> beam.PCollection:
+  """An array of the timestamps of each piece of ``files`` (piece_timestamps)."""
+  return (pipeline
+          | f'{label}Files' >> beam.Create(files)
+          | f'{label}Pieces' >> beam.FlatMap(csv_pieces)
+          | f'{label}Spread' >> beam.Reshuffle()
+          | f'{label}Timestamps' >> beam.Map(piece_timestamps))
 
 
 def _side_table(pipeline: beam.Pipeline, label: str, files: List[str], id_column: str,
@@ -419,9 +476,12 @@ def build_splits(pipeline: beam.Pipeline, files: Dict[str, List[str]],
     # The time cut is counted on a read of its own: counted on the joined rows, it would make
     # the local runner hold every joined row until the cut is known (a stage does not start
     # before its side inputs), where with its own read the rows stream from file to split.
-    cut_rows = (interactions('CutInteractions', files['train'])
-                if options['split'] != 'hash' and not int(options['eval_from'] or 0) else None)
-    train_rows, eval_rows, split = split_one_folder(joined, options, cut_rows)
+    # That read takes only the timestamps, a packed array a piece (the checks are the main
+    # read's).
+    timestamps = (_read_timestamps(pipeline, 'CutInteractions', files['train'])
+                  if options['split'] != 'hash' and not int(options['eval_from'] or 0)
+                  else None)
+    train_rows, eval_rows, split = split_one_folder(joined, options, timestamps)
   else:
     # Each row carries where it came from (0: train, 1: eval) through the join.
     given = [interactions(label, files[name])
@@ -450,11 +510,11 @@ def build_splits(pipeline: beam.Pipeline, files: Dict[str, List[str]],
 
 
 def split_one_folder(rows: beam.PCollection, options: Dict[str, Any],
-                     cut_rows: Optional[beam.PCollection] = None):
+                     timestamps: Optional[beam.PCollection] = None):
   """(train rows, eval rows, a one-element PCollection describing the split) of one folder.
 
-  ``cut_rows``: the rows the time cut is counted on, when not ``rows`` (a second read of the
-  same files, so that ``rows`` can stream).
+  ``timestamps``: arrays of the timestamps the time cut is counted on, when not those of
+  ``rows`` (a second read of the same files, so that ``rows`` can stream).
 
   By time (the default): eval is every row at or after the cut, the given ``eval_from`` or
   else the first timestamp of the latest ``eval_percent`` of the rows, counted exactly over
@@ -471,9 +531,9 @@ def split_one_folder(rows: beam.PCollection, options: Dict[str, Any],
   if int(options['eval_from'] or 0):
     cut = rows.pipeline | 'GivenCut' >> beam.Create([int(options['eval_from'])])
   else:
-    cut = ((rows if cut_rows is None else cut_rows)
-           | 'Timestamps' >> beam.Map(lambda r: r[2][F.TIMESTAMP])
-           | 'Cut' >> beam.CombineGlobally(TimeCut(eval_percent / 100)))
+    if timestamps is None:
+      timestamps = rows | 'Timestamps' >> beam.Map(lambda r: [r[2][F.TIMESTAMP]])
+    cut = timestamps | 'Cut' >> beam.CombineGlobally(TimeCut(eval_percent / 100))
   train_rows, eval_rows = rows | 'TimeSplit' >> beam.Partition(
       lambda r, _, at: int(r[2][F.TIMESTAMP] >= at), 2, beam.pvalue.AsSingleton(cut))
   described = cut | 'DescribeTimeSplit' >> beam.Map(
@@ -482,7 +542,7 @@ def split_one_folder(rows: beam.PCollection, options: Dict[str, Any],
 
 
 class TimeCut(beam.CombineFn):
-  """core.recent_popularity.time_cut over a PCollection of timestamps, exactly.
+  """core.recent_popularity.time_cut over a PCollection of timestamp sequences, exactly.
 
   The timestamps are gathered as packed int64s (8 bytes a row: 80 MB for 10M rows) rather than
   counted per distinct value, which on interaction data (nearly every timestamp distinct) is a
@@ -495,8 +555,8 @@ class TimeCut(beam.CombineFn):
   def create_accumulator(self) -> array.array:
     return array.array('q')
 
-  def add_input(self, acc: array.array, timestamp: int) -> array.array:
-    acc.append(timestamp)
+  def add_input(self, acc: array.array, timestamps) -> array.array:
+    acc.frombytes(np.asarray(timestamps, dtype=np.int64).tobytes())
     return acc
 
   def merge_accumulators(self, accs: Iterable[array.array]) -> array.array:
