@@ -42,17 +42,12 @@ class _FnArgs:
   """The part of the Trainer's FnArgs that models/*.train reads."""
 
   def __init__(self, pipeline_root: str):
-    from tfx.components.trainer import fn_args_utils
-    from tfx.components.util import tfxio_utils
     from tfx.types import artifact_utils, standard_artifacts
 
     from core import features as F
     examples = standard_artifacts.Examples()
     examples.uri = _latest(os.path.join(pipeline_root, 'InteractionExampleGen', 'examples'))
     examples.split_names = artifact_utils.encode_split_names(list(F.SPLITS))
-    self.data_accessor = fn_args_utils.DataAccessor(
-        tf_dataset_factory=tfxio_utils.get_tf_dataset_factory_from_artifact([examples], []),
-        record_batch_factory=None, data_view_decode_fn=None)
     self.train_files = [os.path.join(examples.uri, f'Split-{F.TRAIN}', '*')]
     self.eval_files = [os.path.join(examples.uri, f'Split-{F.EVAL}', '*')]
     self.transform_output = _latest(os.path.join(pipeline_root, 'Transform', 'transform_graph'))
@@ -129,8 +124,7 @@ def ranking_metrics(fn_args: _FnArgs, tft_output, variant: Dict[str, Any],
   # Every row requested now (the full baseline blend): the time split's figure. On a hash
   # split the Evaluator scores rows at their timestamps (RankingServing), so it differs.
   errors = [model(batch)['rating'].numpy().ravel() - batch[F.RATING_XF].numpy().ravel()
-            for batch in data.transformed_batches(fn_args.data_accessor, fn_args.eval_files,
-                                                  tft_output, keys)]
+            for batch in data.transformed_batches(fn_args.eval_files, tft_output, keys)]
   found = {'rmse': float(np.sqrt(np.mean(np.concatenate(errors) ** 2))),
            'epochs': len(history['loss'])}
   if feed:

@@ -350,8 +350,7 @@ def train(fn_args, tft_output: tft.TFTransformOutput, config: RankingConfig,
   user_spec = data.side_spec(tft_output, F.USER_ID, F.USER_PREFIX)
   item_spec = data.side_spec(tft_output, F.ITEM_ID, F.ITEM_PREFIX)
   keys = user_spec.keys + item_spec.keys + ([F.RATING_XF] if with_rating else [])
-  batches = data.transformed_batches(fn_args.data_accessor, fn_args.train_files, tft_output,
-                                     keys)
+  batches = data.transformed_batches(fn_args.train_files, tft_output, keys)
   every = _validation_every(config.validation_share)
   train_batches, valid_ds = batches, None
   if every:

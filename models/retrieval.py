@@ -392,8 +392,7 @@ def train(fn_args, tft_output: tft.TFTransformOutput, config: RetrievalConfig,
   user_spec = data.side_spec(tft_output, F.USER_ID, F.USER_PREFIX)
   item_spec = data.side_spec(tft_output, F.ITEM_ID, F.ITEM_PREFIX)
   keys = user_spec.keys + item_spec.keys
-  batches = data.transformed_batches(fn_args.data_accessor, fn_args.train_files, tft_output,
-                                     keys)
+  batches = data.transformed_batches(fn_args.train_files, tft_output, keys)
   train_ds = data.rebatched(batches, config.batch_size, shuffle=True, seed=config.seed)
   log_prob = item_log_probabilities(tft_output) if config.popularity_correction else None
   catalogue = None
