@@ -45,3 +45,18 @@ class LazyAdam(keras.optimizers.Adam):
 def adam(learning_rate: float, lazy: bool) -> keras.optimizers.Optimizer:
   """The trainers' optimizer: lazy on embedding tables, or Keras Adam everywhere."""
   return LazyAdam(learning_rate) if lazy else keras.optimizers.Adam(learning_rate)
+
+
+def without_add_rewrites() -> None:
+  """Turns off Grappler's arithmetic optimizer in this process before a trainer builds its
+  functions.
+
+  Its AddOpsRewrite can turn a sum into AccumulateNV2, which TensorFlow lowers to a temporary
+  variable kept in the step's resource container under the node's name. The 10M
+  RankingTrainer failed at its first validation call with AlreadyExistsError on such a
+  variable (``ArithmeticOptimizer/AddOpsRewrite_add_3/tmp_var``, an open TensorFlow fault:
+  tensorflow/tensorflow#23780), most likely left behind by a call that stopped early (Keras
+  ends each pass at the end of its dataset) and met again by the next function with a node of
+  that name. The rewrite saves a few additions a step; the run at stake is the whole epoch.
+  """
+  tf.config.optimizer.set_experimental_options({'arithmetic_optimization': False})

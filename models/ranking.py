@@ -345,6 +345,7 @@ def train(fn_args, tft_output: tft.TFTransformOutput, config: RankingConfig,
   catalogue store negatives are sampled from) is read from the items split when not given.
   With ``base_model`` (the served ranking model) training starts from its weights.
   """
+  optimizers.without_add_rewrites()
   if with_rating is None:
     with_rating = F.RATING_XF in tft_output.transformed_feature_spec()
   user_spec = data.side_spec(tft_output, F.USER_ID, F.USER_PREFIX)

@@ -389,6 +389,7 @@ def train(fn_args, tft_output: tft.TFTransformOutput, config: RetrievalConfig,
 
   With ``base_model`` (the served retrieval model) training starts from its weights.
   """
+  optimizers.without_add_rewrites()
   user_spec = data.side_spec(tft_output, F.USER_ID, F.USER_PREFIX)
   item_spec = data.side_spec(tft_output, F.ITEM_ID, F.ITEM_PREFIX)
   keys = user_spec.keys + item_spec.keys
