@@ -1,9 +1,10 @@
 """Cost of a trainer's first pass over a train split: TFX's data accessor beside models/data.py.
 
 Why the trainers spent about four minutes before their first step at 10M interactions
-(benchmarks/SCALE.md): the data accessor (tfx_bsl's TFExampleRecord) parses the records with
-``parse_example_dataset``; models/data.py reads the same interleaved record dataset and
-parses each batch with ``tf.io.parse_example`` in parallel. Prints the seconds to read (and,
+(benchmarks/SCALE.md): the data accessor (tfx_bsl's TFExampleRecord) reads the files through a
+parallel interleave of one record at a time and parses them with ``parse_example_dataset``;
+models/data.py reads the files in turn and parses each batch with ``tf.io.parse_example`` in
+parallel. Prints the seconds to read (and,
 on the last two rows, also transform) the first ``--rows`` rows of a run's train split both
 ways, and checks that the two give the same tensors:
 
