@@ -513,8 +513,9 @@ def split_one_folder(rows: beam.PCollection, options: Dict[str, Any],
                      timestamps: Optional[beam.PCollection] = None):
   """(train rows, eval rows, a one-element PCollection describing the split) of one folder.
 
-  ``timestamps``: arrays of the timestamps the time cut is counted on, when not those of
-  ``rows`` (a second read of the same files, so that ``rows`` can stream).
+  ``timestamps``: arrays of the timestamps the time cut is counted on (_read_timestamps, a
+  second read of the same files, so that ``rows`` can stream); needed only for a time split
+  without a given ``eval_from``.
 
   By time (the default): eval is every row at or after the cut, the given ``eval_from`` or
   else the first timestamp of the latest ``eval_percent`` of the rows, counted exactly over
@@ -532,7 +533,7 @@ def split_one_folder(rows: beam.PCollection, options: Dict[str, Any],
     cut = rows.pipeline | 'GivenCut' >> beam.Create([int(options['eval_from'])])
   else:
     if timestamps is None:
-      timestamps = rows | 'Timestamps' >> beam.Map(lambda r: [r[2][F.TIMESTAMP]])
+      raise ValueError('a time split without eval_from needs the timestamps to count its cut on')
     cut = timestamps | 'Cut' >> beam.CombineGlobally(TimeCut(eval_percent / 100))
   train_rows, eval_rows = rows | 'TimeSplit' >> beam.Partition(
       lambda r, _, at: int(r[2][F.TIMESTAMP] >= at), 2, beam.pvalue.AsSingleton(cut))
