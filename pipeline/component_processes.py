@@ -6,26 +6,33 @@ runner held 13-16 GB from the RetrievalTrainer to the end of the run (benchmarks
 On Kubeflow/Vertex every component is a pod of its own; ``ComponentProcessRunner`` is the local
 equivalent: it does what LocalDagRunner does, node by node in topological order, but each
 node's launcher (driver, executor, publisher: TFX's own ``launcher.Launcher``) runs in a child
-Python process, whose memory goes back to the system when it exits. The price is a Python and
-TensorFlow import per node (5-10 s each).
+process, whose memory goes back to the system when it exits.
 
-The child is this module run as a script::
+A fresh Python would pay the imports of TFX's launcher (TensorFlow, Beam, TFMA: 7 to 10 s) at
+every node. The children are forked instead from one process started for the run, which has
+made those imports and nothing else (no TensorFlow op, no thread of its own, no log file), so
+that each child starts as a fresh process would after its imports. That process is this module
+run as a script::
 
-    python -m pipeline.component_processes --ir PIPELINE.pb --node NODE_ID [--log RUN_LOG]
-        [--local-beam-dependencies] [--error-file FILE]
+    python -m pipeline.component_processes --ir PIPELINE.pb --reply-fd FD [--log RUN_LOG]
+        [--local-beam-dependencies]
 
-It reads the pipeline IR the runner wrote (run id already substituted) and launches one node.
+It reads the pipeline IR the runner wrote (run id already substituted), then one request a
+line on stdin (``{"node": ID, "error_file": PATH}``), forks a child that launches that node, and
+answers on ``FD`` with the child's pid, then its exit code.
 """
 import argparse
 import contextlib
 import datetime
+import json
 import logging
 import os
+import select
 import signal
 import subprocess
 import sys
 import tempfile
-from typing import Mapping, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 from tfx.orchestration.portable import tfx_runner
 
@@ -120,55 +127,98 @@ class ComponentProcessRunner(tfx_runner.IrBasedRunner):
       ir_path = os.path.join(folder, 'pipeline.pb')
       with open(ir_path, 'wb') as f:
         f.write(pipeline.SerializeToString())
-      for node in pipeline.nodes:
-        pipeline_node = node.pipeline_node
-        node_id = pipeline_node.node_info.id
-        if pipeline_node.execution_options.HasField('skip'):
-          absl_logging.info('Skipping component %s.', node_id)
-          continue
-        if pipeline_node.execution_options.run.perform_snapshot:
-          with metadata.Metadata(connection_config) as mlmd_handle:
-            partial_run_utils.snapshot(mlmd_handle, pipeline)
-        absl_logging.info('Component %s is running in its own process.', node_id)
-        self._run_node(ir_path, node_id, os.path.join(folder, f'{node_id}.error'))
-        absl_logging.info('Component %s is finished.', node_id)
+      with _Forker(self.command(ir_path), self._env(), self.log_path) as forker:
+        for node in pipeline.nodes:
+          pipeline_node = node.pipeline_node
+          node_id = pipeline_node.node_info.id
+          if pipeline_node.execution_options.HasField('skip'):
+            absl_logging.info('Skipping component %s.', node_id)
+            continue
+          if pipeline_node.execution_options.run.perform_snapshot:
+            with metadata.Metadata(connection_config) as mlmd_handle:
+              partial_run_utils.snapshot(mlmd_handle, pipeline)
+          absl_logging.info('Component %s is running in its own process.', node_id)
+          error_path = os.path.join(folder, f'{node_id}.error')
+          code = forker.run(node_id, error_path)
+          if code != 0:
+            error = ''
+            if os.path.exists(error_path):
+              with open(error_path, errors='replace') as f:
+                error = f.read().strip()[:ERROR_CHARS]
+            raise ComponentProcessError(node_id, code, error)
+          absl_logging.info('Component %s is finished.', node_id)
 
-  def command(self, ir_path: str, node_id: str, error_path: str):
-    """The child's command line."""
-    cmd = [sys.executable, *self.python_options, '-m', __name__, '--ir', ir_path,
-           '--node', node_id, '--error-file', error_path]
+  def command(self, ir_path: str) -> List[str]:
+    """The command line of the process the children are forked from."""
+    cmd = [sys.executable, *self.python_options, '-m', __name__, '--ir', ir_path]
     if self.log_path:
       cmd += ['--log', self.log_path]
     if self.local_beam_dependencies:
       cmd.append('--local-beam-dependencies')
     return cmd
 
-  def _run_node(self, ir_path: str, node_id: str, error_path: str) -> None:
+  def _env(self) -> Dict[str, str]:
     env = dict(os.environ, **self.env)
     env['PYTHONPATH'] = os.pathsep.join([REPO] + [p for p in env.get('PYTHONPATH', '').split(
         os.pathsep) if p])
-    # With a run log, the child's stderr goes there too (TensorFlow's C++ start-up lines,
-    # anything written past Python logging): the console shows progress, as without processes.
-    with contextlib.ExitStack() as stack:
-      stderr = stack.enter_context(open(self.log_path, 'ab')) if self.log_path else None
-      child = subprocess.Popen(self.command(ir_path, node_id, error_path), env=env,
-                               stderr=stderr)
-      try:
-        code = child.wait()
-      except BaseException:  # interrupted: the component does not outlive its run
-        child.terminate()
-        try:
-          child.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-          child.kill()
-          child.wait()
-        raise
-    if code != 0:
-      error = ''
-      if os.path.exists(error_path):
-        with open(error_path, errors='replace') as f:
-          error = f.read().strip()[:ERROR_CHARS]
-      raise ComponentProcessError(node_id, code, error)
+    return env
+
+
+class _Forker:
+  """The runner's end of the process the children are forked from (``serve``)."""
+
+  # How long a child may take to stop when the run is interrupted, before it is killed.
+  STOP_SECONDS = 30
+
+  def __init__(self, cmd: List[str], env: Mapping[str, str], log_path: Optional[str]):
+    self.cmd, self.env, self.log_path = cmd, env, log_path
+    self._stack = contextlib.ExitStack()
+
+  def __enter__(self):
+    # With a run log, the forker's stderr, and so each child's, goes there too (TensorFlow's
+    # C++ start-up lines, anything written past Python logging); stdout stays the runner's.
+    stderr = self._stack.enter_context(open(self.log_path, 'ab')) if self.log_path else None
+    read_fd, write_fd = os.pipe()
+    try:
+      self.proc = subprocess.Popen(self.cmd + ['--reply-fd', str(write_fd)], env=self.env,
+                                   stdin=subprocess.PIPE, stderr=stderr, pass_fds=(write_fd,),
+                                   text=True)
+    finally:
+      os.close(write_fd)
+    self.replies = self._stack.enter_context(os.fdopen(read_fd))
+    return self
+
+  def __exit__(self, *exc):
+    try:
+      self.proc.stdin.close()  # the forker exits at the end of its input
+      self.proc.wait(timeout=self.STOP_SECONDS)
+    except subprocess.TimeoutExpired:
+      self.proc.kill()
+      self.proc.wait()
+    finally:
+      self._stack.close()
+
+  def _reply(self, node_id: str) -> Dict[str, Any]:
+    line = self.replies.readline()
+    if not line:  # the forker died: its own exit code says how
+      raise ComponentProcessError(node_id, self.proc.wait(), 'the process that starts the '
+                                  'components exited' + (f'; see {self.log_path}'
+                                                         if self.log_path else ''))
+    return json.loads(line)
+
+  def run(self, node_id: str, error_path: str) -> int:
+    """Forks the child that launches ``node_id``; its exit code (-N: killed by signal N)."""
+    self.proc.stdin.write(json.dumps({'node': node_id, 'error_file': error_path}) + '\n')
+    self.proc.stdin.flush()
+    pid = self._reply(node_id)['pid']
+    try:
+      return self._reply(node_id)['exit_code']
+    except BaseException:  # interrupted: the component does not outlive its run
+      with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+        if not select.select([self.replies], [], [], self.STOP_SECONDS)[0]:
+          os.kill(pid, signal.SIGKILL)
+      raise
 
 
 def _die_with_parent() -> None:
@@ -214,43 +264,77 @@ def launch_node(ir_path: str, node_id: str) -> None:
     component_launcher.launch()
 
 
-def main(argv=None) -> int:
-  parser = argparse.ArgumentParser(description='Launches one node of a pipeline IR (the child '
-                                   'process of ComponentProcessRunner).')
-  parser.add_argument('--ir', required=True, help='the pipeline IR (binary proto)')
-  parser.add_argument('--node', required=True, help='the node id to launch')
-  parser.add_argument('--log', help='append every log record to this file (the run log)')
-  parser.add_argument('--local-beam-dependencies', action='store_true',
-                      help='Beam workers import TFX from this environment (no TFX sdist)')
-  parser.add_argument('--error-file', help='where the exception that failed the node goes')
-  args = parser.parse_args(argv)
-  _die_with_parent()
+def _launch(ir_path: str, node_id: str, log_path: Optional[str],
+            beam_dependencies: bool, error_path: Optional[str]) -> int:
+  """A child's work: launches one node with its logging set up; its exit code."""
   with contextlib.ExitStack() as stack:
-    if args.log:
+    if log_path:
       from pipeline.run_log import log_to_file
-      stack.enter_context(log_to_file(args.log, append=True))
+      stack.enter_context(log_to_file(log_path, append=True))
       # TensorFlow gives its logger a stderr handler of its own when it is imported before the
-      # root logger has a handler (this module's import): its records reach the run log
+      # root logger has a handler (the forker's imports): its records reach the run log
       # through the root's handler instead, as in the runner's process.
       logging.getLogger('tensorflow').handlers = []
-    if args.local_beam_dependencies:
+    if beam_dependencies:
       stack.enter_context(local_beam_dependencies())
     try:
-      launch_node(args.ir, args.node)
+      launch_node(ir_path, node_id)
     except Exception as e:  # pylint: disable=broad-except; reported to the runner, then exit 1
-      logging.exception('Component %s failed', args.node)
-      if args.error_file:
-        with open(args.error_file, 'w') as f:
+      logging.exception('Component %s failed', node_id)
+      if error_path:
+        with open(error_path, 'w') as f:
           f.write(f'{type(e).__name__}: {e}')
       return 1
   return 0
 
 
+def serve(ir_path: str, reply_fd: int, log_path: Optional[str] = None,
+          beam_dependencies: bool = False) -> int:
+  """The process the children are forked from: one request a line on stdin, one child each."""
+  _die_with_parent()
+  # What every node's launch imports, once, before any child is forked.
+  from tfx.orchestration import metadata  # noqa: F401 pylint: disable=unused-import
+  from tfx.orchestration.local import runner_utils  # noqa: F401 pylint: disable=unused-import
+  from tfx.orchestration.portable import launcher  # noqa: F401 pylint: disable=unused-import
+  with os.fdopen(reply_fd, 'w', buffering=1) as replies:
+    for line in sys.stdin:
+      request = json.loads(line)
+      sys.stdout.flush()
+      sys.stderr.flush()
+      pid = os.fork()
+      if pid == 0:  # the child: nothing of the forker's protocol, then the node
+        replies.close()
+        os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
+        _die_with_parent()
+        code = 1
+        try:
+          code = _launch(ir_path, request['node'], log_path, beam_dependencies,
+                         request.get('error_file'))
+        finally:
+          logging.shutdown()
+          sys.stdout.flush()
+          sys.stderr.flush()
+          # Skip interpreter teardown: TensorFlow's function finalizers print spurious
+          # "Exception ignored" tracebacks at shutdown. Everything was written and closed.
+          os._exit(code)
+      replies.write(json.dumps({'pid': pid}) + '\n')
+      _, status = os.waitpid(pid, 0)
+      replies.write(json.dumps({'exit_code': os.waitstatus_to_exitcode(status)}) + '\n')
+  return 0
+
+
+def main(argv=None) -> int:
+  parser = argparse.ArgumentParser(description='Forks one child a requested node (the process '
+                                   'ComponentProcessRunner starts for a run).')
+  parser.add_argument('--ir', required=True, help='the pipeline IR (binary proto)')
+  parser.add_argument('--reply-fd', type=int, required=True,
+                      help="the file descriptor that takes each child's pid and exit code")
+  parser.add_argument('--log', help='append every log record to this file (the run log)')
+  parser.add_argument('--local-beam-dependencies', action='store_true',
+                      help='Beam workers import TFX from this environment (no TFX sdist)')
+  args = parser.parse_args(argv)
+  return serve(args.ir, args.reply_fd, args.log, args.local_beam_dependencies)
+
+
 if __name__ == '__main__':
-  code = main()
-  logging.shutdown()
-  sys.stdout.flush()
-  sys.stderr.flush()
-  # Skip interpreter teardown: TensorFlow's function finalizers print spurious
-  # "Exception ignored" tracebacks at shutdown. Everything was written and closed above.
-  os._exit(code)
+  sys.exit(main())
