@@ -208,8 +208,11 @@ class _Forker:
 
   def run(self, node_id: str, error_path: str) -> int:
     """Forks the child that launches ``node_id``; its exit code (-N: killed by signal N)."""
-    self.proc.stdin.write(json.dumps({'node': node_id, 'error_file': error_path}) + '\n')
-    self.proc.stdin.flush()
+    try:
+      self.proc.stdin.write(json.dumps({'node': node_id, 'error_file': error_path}) + '\n')
+      self.proc.stdin.flush()
+    except BrokenPipeError:
+      pass  # the forker is gone: _reply says how
     pid = self._reply(node_id)['pid']
     try:
       return self._reply(node_id)['exit_code']
@@ -222,15 +225,16 @@ class _Forker:
 
 
 def _die_with_parent() -> None:
-  """The child is killed when the runner dies (Linux), as an in-process component would be:
-  an orphan would go on writing artifacts and metadata beside the next run."""
+  """This process is killed when its parent dies (Linux): the forker with the runner, a child
+  with the forker, as an in-process component would be with the runner: an orphan would go on
+  writing artifacts and metadata beside the next run."""
   if not sys.platform.startswith('linux'):
     return
   import ctypes
   parent = os.getppid()
   pr_set_pdeathsig = 1
   ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
-  if os.getppid() != parent:  # the runner died before the request was made
+  if os.getppid() != parent:  # the parent died before the request was made
     os._exit(1)
 
 

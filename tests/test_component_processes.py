@@ -80,3 +80,12 @@ def test_a_failed_node_stops_the_run_and_is_named(tmp_path, how, code, state):
   assert {n: v['state'] for n, v in nodes.items()} == {'Fail': state}
   summary = build_summary(paths, started=0.0, error=error)
   assert (summary['status'], summary['failed_component']) == ('failed', 'Fail')
+
+
+def test_a_forker_that_dies_fails_the_run_naming_the_node_and_the_exit_code(tmp_path):
+  # The interpreter option runs code instead of the forker: it exits before any request.
+  runner = ComponentProcessRunner(python_options=('-c', 'import sys; sys.exit(3)'))
+  with pytest.raises(ComponentProcessError) as raised:
+    runner.run(_pipeline(tmp_path, [Produce()]))
+  assert (raised.value.node_id, raised.value.exit_code) == ('Produce', 3)
+  assert 'the process that starts the components exited' in str(raised.value)
