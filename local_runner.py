@@ -107,7 +107,7 @@ def main(argv=None) -> int:
   from pipeline import cli, report, run_summary
   from core.configs import PIPELINE_NAME, FeedConfig, TransformConfig
   from pipeline.data_layout import LayoutError, resolve_layout
-  from pipeline.component_processes import local_beam_dependencies
+  from pipeline.component_processes import fail_unfinished_executions, local_beam_dependencies
   from pipeline.pipeline import create_pipeline
   from tfx import v1 as tfx
 
@@ -122,6 +122,8 @@ def main(argv=None) -> int:
   out = os.path.abspath(args.output_dir)
   paths = run_summary.OutputPaths(out)
   os.makedirs(out, exist_ok=True)
+  metadata_config = tfx.orchestration.metadata.sqlite_metadata_connection_config(
+      paths.metadata_path)
   pipeline = create_pipeline(
       pipeline_name=PIPELINE_NAME,
       pipeline_root=paths.pipeline_root,
@@ -131,8 +133,7 @@ def main(argv=None) -> int:
       retrieval=retrieval, ranking=ranking, gates=gates, ingest=ingest,
       feed=cli.config_from_flag(args, FeedConfig),
       transform=cli.config_from_flag(args, TransformConfig),
-      metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
-          paths.metadata_path),
+      metadata_connection_config=metadata_config,
       beam_pipeline_args=cli.beam_pipeline_args(args),
       enable_cache=not args.no_cache,
       num_segments=args.segments,
@@ -153,6 +154,11 @@ def main(argv=None) -> int:
             'that run left it')
       lock.close()
       return 0
+  if os.path.exists(paths.metadata_path):
+    # Holding the lock, this is the only run on the store: what is still running there was
+    # left by a run that was killed.
+    fail_unfinished_executions(metadata_config, 'abandoned: the run that started it was '
+                               'stopped before it finished')
   started = time.time()
   error = None
   span = f' (span {layout.span})' if layout.span is not None else ''

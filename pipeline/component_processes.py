@@ -139,13 +139,20 @@ class ComponentProcessRunner(tfx_runner.IrBasedRunner):
               partial_run_utils.snapshot(mlmd_handle, pipeline)
           absl_logging.info('Component %s is running in its own process.', node_id)
           error_path = os.path.join(folder, f'{node_id}.error')
-          code = forker.run(node_id, error_path)
+          try:
+            code = forker.run(node_id, error_path)
+          except BaseException as e:  # interrupted, or the forker died
+            fail_unfinished_executions(connection_config, str(e) or type(e).__name__,
+                                       pipeline_node)
+            raise
           if code != 0:
             error = ''
             if os.path.exists(error_path):
               with open(error_path, errors='replace') as f:
                 error = f.read().strip()[:ERROR_CHARS]
-            raise ComponentProcessError(node_id, code, error)
+            failure = ComponentProcessError(node_id, code, error)
+            fail_unfinished_executions(connection_config, str(failure), pipeline_node)
+            raise failure
           absl_logging.info('Component %s is finished.', node_id)
 
   def command(self, ir_path: str) -> List[str]:
@@ -222,6 +229,53 @@ class _Forker:
         if not select.select([self.replies], [], [], self.STOP_SECONDS)[0]:
           os.kill(pid, signal.SIGKILL)
       raise
+
+
+def fail_unfinished_executions(connection_config, message: str,
+                               pipeline_node=None) -> List[int]:
+  """Marks executions still NEW or RUNNING as FAILED, with ``message`` as their result; their ids.
+
+  A component that raises is marked FAILED by TFX's launcher itself; one whose process was
+  killed (a signal, the out-of-memory killer, an interrupted run, a killed runner) never gets
+  there, and ML Metadata would say it is running forever, to the run summary, the progress
+  lines and any tool that reads the store. Whoever outlives it says it instead: the runner for
+  its child (``pipeline_node``: that node's executions in this run), or the next run on the
+  same store, holding its lock, for what a killed run left (None: every execution in the
+  store). A failure to say it is logged, never raised: the caller's own error comes first.
+  """
+  from absl import logging as absl_logging
+  from ml_metadata import errors as mlmd_errors
+  from tfx.orchestration import metadata
+  from tfx.orchestration.portable import execution_publish_utils
+  from tfx.orchestration.portable.mlmd import execution_lib
+  from tfx.proto.orchestration import execution_result_pb2
+  try:
+    with metadata.Metadata(connection_config) as mlmd_handle:
+      store = mlmd_handle.store
+      if pipeline_node is None:
+        executions = store.get_executions()
+      else:
+        contexts = [store.get_context_by_type_and_name(
+            spec.type.name, spec.name.field_value.string_value)
+                    for spec in pipeline_node.contexts.contexts]
+        if None in contexts:  # the node never registered an execution in this run
+          return []
+        executions = execution_lib.get_executions_associated_with_all_contexts(
+            mlmd_handle, contexts)
+      unfinished = [e for e in executions if execution_lib.is_execution_active(e)]
+      result = execution_result_pb2.ExecutorOutput(
+          execution_result=execution_result_pb2.ExecutionResult(code=1, result_message=message))
+      for execution in unfinished:
+        try:
+          contexts = store.get_contexts_by_execution(execution.id)
+        except mlmd_errors.NotFoundError:  # MLMD's answer for an execution without contexts
+          contexts = []
+        execution_publish_utils.publish_failed_execution(mlmd_handle, contexts, execution.id,
+                                                         result)
+      return [e.id for e in unfinished]
+  except Exception:  # pylint: disable=broad-except
+    absl_logging.exception('Could not mark unfinished executions as failed')
+    return []
 
 
 def _die_with_parent() -> None:

@@ -3,10 +3,14 @@ named by their node (local_runner.py --component-processes)."""
 import os
 
 import pytest
+from ml_metadata import metadata_store
+from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
 from tfx.orchestration import pipeline as tfx_pipeline
+from tfx.orchestration.portable.mlmd import execution_lib
 
-from pipeline.component_processes import ComponentProcessError, ComponentProcessRunner
+from pipeline.component_processes import (ComponentProcessError, ComponentProcessRunner,
+                                          fail_unfinished_executions)
 from pipeline.run_summary import OutputPaths, build_summary, read_run
 from tests.process_components import Consume, Fail, Produce, read_record
 
@@ -18,6 +22,16 @@ def _pipeline(out, components):
       enable_cache=False,
       metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
           paths.metadata_path))
+
+
+def execution_result(metadata_path, node_id):
+  """The result TFX keeps with the node's only execution (ExecutionResult)."""
+  config = metadata_store_pb2.ConnectionConfig()
+  config.sqlite.filename_uri = metadata_path
+  store = metadata_store.MetadataStore(config)
+  [node] = [c for c in store.get_contexts_by_type('node') if c.name.endswith('.' + node_id)]
+  [execution] = store.get_executions_by_context(node.id)
+  return execution_lib.get_execution_result(execution)
 
 
 def test_each_node_runs_in_its_own_process_and_passes_its_artifacts_on(tmp_path):
@@ -60,9 +74,9 @@ def test_a_partial_run_launches_only_its_nodes_on_the_last_run_s_artifacts(tmp_p
   assert consumed['seen'] == read_record(produced.uri)  # the snapshot of the first run's
 
 
-@pytest.mark.parametrize('how, code, state', [
-    ('raise', 1, 'FAILED'), pytest.param('kill', -9, 'running', marks=pytest.mark.slow)])
-def test_a_failed_node_stops_the_run_and_is_named(tmp_path, how, code, state):
+@pytest.mark.parametrize('how, code', [
+    ('raise', 1), pytest.param('kill', -9, marks=pytest.mark.slow)])
+def test_a_failed_node_stops_the_run_and_is_named(tmp_path, how, code):
   fail = Fail(how=how)
   after = Consume(source=fail.outputs['output'])
   paths = OutputPaths(str(tmp_path))
@@ -76,10 +90,30 @@ def test_a_failed_node_stops_the_run_and_is_named(tmp_path, how, code, state):
   else:
     assert 'SIGKILL' in str(error)
   nodes = read_run(paths.metadata_path)
-  # A killed process leaves its execution RUNNING; the summary names it either way.
-  assert {n: v['state'] for n, v in nodes.items()} == {'Fail': state}
+  # A killed process never marks its execution: the runner does, with the error as its result.
+  assert {n: v['state'] for n, v in nodes.items()} == {'Fail': 'FAILED'}
+  result = execution_result(paths.metadata_path, 'Fail')
+  if how == 'kill':
+    assert 'killed by SIGKILL' in result.result_message
   summary = build_summary(paths, started=0.0, error=error)
   assert (summary['status'], summary['failed_component']) == ('failed', 'Fail')
+
+
+def test_what_a_killed_run_left_running_is_marked_failed_and_nothing_else(tmp_path):
+  config = metadata_store_pb2.ConnectionConfig()
+  config.sqlite.filename_uri = str(tmp_path / 'metadata.sqlite')
+  store = metadata_store.MetadataStore(config)
+  type_id = store.put_execution_type(metadata_store_pb2.ExecutionType(name='Trainer'))
+  E = metadata_store_pb2.Execution
+  states = [E.NEW, E.RUNNING, E.COMPLETE, E.CACHED, E.FAILED]
+  ids = store.put_executions([E(type_id=type_id, last_known_state=s) for s in states])
+  assert fail_unfinished_executions(config, 'abandoned') == ids[:2]
+  after = store.get_executions_by_id(ids)
+  assert [e.last_known_state for e in after] == [E.FAILED, E.FAILED] + states[2:]
+  assert [execution_lib.get_execution_result(e).result_message for e in after[:2]] == [
+      'abandoned'] * 2
+  assert execution_lib.get_execution_result(after[4]) is None  # untouched
+  assert fail_unfinished_executions(config, 'again') == []
 
 
 def test_a_forker_that_dies_fails_the_run_naming_the_node_and_the_exit_code(tmp_path):

@@ -86,11 +86,13 @@ def test_a_killed_run_resumes_from_the_finished_components(tmp_path):
   metadata = run_summary.OutputPaths(out).metadata_path
 
   def training():
+    """(node, run id) of a trainer the run is running, or None."""
     try:
       nodes = run_summary.read_run(metadata) if os.path.exists(metadata) else {}
     except mlmd_errors.StatusError:  # the store is being created or written by the run
-      return False
-    return any(n.endswith('Trainer') and v['state'] == 'running' for n, v in nodes.items())
+      return None
+    return next(((n, v['run_id']) for n, v in nodes.items()
+                 if n.endswith('Trainer') and v['state'] == 'running'), None)
 
   process = subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL)
@@ -120,3 +122,6 @@ def test_a_killed_run_resumes_from_the_finished_components(tmp_path):
   for node in ('InteractionExampleGen', 'StatisticsGen', 'SchemaGen', 'Transform'):
     assert states[node] == 'cached', (node, states)
   assert states['RetrievalPusher'] == 'done' and states['RankingPusher'] == 'done'
+  # The trainer the kill stopped is marked failed by the run that resumed, not left running.
+  killed_node, killed_run = started
+  assert run_summary.read_run(metadata, run_id=killed_run)[killed_node]['state'] == 'FAILED'
